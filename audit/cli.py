@@ -1,0 +1,98 @@
+"""Command line: `python -m audit` / `repro-audit` with run, report, list and env.
+
+Bad input ends as one line on stderr and exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from audit.errors import UserError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="repro-audit",
+        description="Audit whether seeded PyTorch results reproduce across versions, "
+                    "devices and settings.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run scenarios in this interpreter's torch")
+    run.add_argument("--matrix", help="matrix file (scenarios, devices, settings)")
+    run.add_argument("--scenarios", action="append", default=[], metavar="FILE.py",
+                     help="a file of your own scenarios (imported from its path; repeatable)")
+    run.add_argument("--select", action="append", default=[], metavar="GLOB",
+                     help="scenario names to run, e.g. 'rng.*' (repeatable; default: all)")
+    run.add_argument("--settings", action="append", default=[], metavar="NAME=V1,V2",
+                     help="settings to vary, e.g. threads=1,2 (repeatable)")
+    run.add_argument("--devices", help="comma-separated devices (default: matrix or cpu,cuda,mps)")
+    run.add_argument("--timeout", type=float, help="seconds per scenario before `timeout`")
+    run.add_argument("--out", default="results", help="folder for the results file")
+
+    report = commands.add_parser("report", help="merge results files into a markdown report")
+    report.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
+    report.add_argument("--out", default="reports", help="folder for README.md")
+
+    commands.add_parser("list", help="print the scenarios: name, then description")
+    listing = commands.choices["list"]
+    listing.add_argument("--scenarios", action="append", default=[], metavar="FILE.py")
+
+    commands.add_parser("env", help="print the recorded environment as JSON")
+    return parser
+
+
+def command_run(args: argparse.Namespace) -> int:
+    from audit.run import RunOptions, run_audit
+
+    options = RunOptions.from_arguments(args)
+    summary = run_audit(options)
+    print(summary)
+    return 0
+
+
+def command_report(args: argparse.Namespace) -> int:
+    from audit.report import write_report
+
+    path = write_report(args.paths, Path(args.out))
+    print(f"wrote {path}")
+    return 0
+
+
+def command_list(args: argparse.Namespace) -> int:
+    from audit.scenarios import registry
+
+    registry.load_builtin()
+    for file in args.scenarios:
+        registry.load_file(file)
+    for name, item in registry.all_scenarios().items():
+        print(f"{name}  {item.description}")
+    return 0
+
+
+def command_env(_: argparse.Namespace) -> int:
+    from audit.environment import collect, env_id
+
+    environment = collect()
+    print(json.dumps({"env_id": env_id(environment), **environment}, indent=2, sort_keys=True))
+    return 0
+
+
+COMMANDS: dict[str, Any] = {
+    "run": command_run, "report": command_report, "list": command_list, "env": command_env,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as error:
+        print(f"repro-audit: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("repro-audit: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,129 @@
+"""The canonical digest of a tensor: exact, bitwise, independent of layout and machine.
+
+BLAKE3 over, for each part of the tensor, a header (format version, kind, dtype, shape)
+and the element bytes in C-contiguous little-endian order. Dense tensors have one part;
+sparse COO tensors two (coalesced indices, values); quantized tensors their integer
+representation plus the quantisation parameters. -0.0 and 0.0 differ, NaN payloads differ:
+this is a bitwise audit, so nothing is compared through values (`torch.equal` says
++0 == -0 and NaN != NaN, which is useless here).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+import blake3
+import numpy as np
+
+FORMAT = "repro-audit-digest/1"
+THREADED_FROM_BYTES = 4 * 1024 * 1024  # below this, blake3's thread pool is slower than one thread
+
+
+@dataclass(frozen=True)
+class Part:
+    """One hashed component of a tensor: its name, dtype name, shape and raw bytes."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    data: np.ndarray  # 1-D uint8 view of little-endian element bytes, C order
+
+
+def dtype_name(dtype: Any) -> str:
+    """'torch.float32' -> 'float32'."""
+    return str(dtype).replace("torch.", "")
+
+
+def _dense_bytes(tensor: Any) -> np.ndarray:
+    """Little-endian element bytes of a dense tensor in C order, zero-copy where possible."""
+    import torch
+
+    tensor = tensor.detach()
+    if tensor.device.type != "cpu":
+        tensor = tensor.cpu()
+    # Lazy conjugate / negative bits are flags, not bytes: resolve them first.
+    if hasattr(tensor, "resolve_conj"):
+        tensor = tensor.resolve_conj()
+    if hasattr(tensor, "resolve_neg"):
+        tensor = tensor.resolve_neg()
+    tensor = tensor.contiguous()
+    if tensor.numel() == 0:
+        return np.zeros(0, dtype=np.uint8)
+    flat = tensor.reshape(-1)
+    data = flat.view(torch.uint8).numpy()
+    if sys.byteorder == "big" and flat.element_size() > 1:
+        width = flat.element_size() // (2 if flat.is_complex() else 1)
+        data = to_little_endian(data, width)
+    return data
+
+
+def to_little_endian(data: np.ndarray, width: int) -> np.ndarray:
+    """Native (big-endian) bytes of `width`-byte numbers, reordered little-endian."""
+    return data.view(f"=u{width}").astype(f"<u{width}").view(np.uint8)
+
+
+def tensor_parts(tensor: Any) -> tuple[str, list[Part]]:
+    """The tensor's kind ('dense', 'sparse_coo', 'quantized') and the parts to hash."""
+    import torch
+
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"not a tensor: {type(tensor).__name__}")
+    layout = tensor.layout
+    if getattr(tensor, "is_quantized", False):
+        # Never view a quantized tensor's bytes: `q.view(torch.uint8)` corrupts memory.
+        ints = tensor.int_repr()
+        scheme = str(tensor.qscheme()).replace("torch.", "")
+        parts = [Part("int_repr", dtype_name(ints.dtype), tuple(ints.shape), _dense_bytes(ints))]
+        if scheme in ("per_tensor_affine", "per_tensor_symmetric"):
+            params = torch.tensor([tensor.q_scale()], dtype=torch.float64)
+            points = torch.tensor([tensor.q_zero_point()], dtype=torch.int64)
+        else:
+            params = tensor.q_per_channel_scales().to(torch.float64)
+            points = tensor.q_per_channel_zero_points().to(torch.int64)
+        parts.append(Part(f"scale:{scheme}", "float64", tuple(params.shape), _dense_bytes(params)))
+        parts.append(Part("zero_point", "int64", tuple(points.shape), _dense_bytes(points)))
+        return "quantized", parts
+    if layout == torch.sparse_coo:
+        coalesced = tensor.detach().coalesce()
+        indices, values = coalesced.indices(), coalesced.values()
+        return "sparse_coo", [
+            Part("indices", dtype_name(indices.dtype), tuple(indices.shape), _dense_bytes(indices)),
+            Part("values", dtype_name(values.dtype), tuple(values.shape), _dense_bytes(values)),
+        ]
+    if layout != torch.strided:
+        # CSR, CSC and other layouts: hash the dense equivalent, honestly labelled.
+        dense = tensor.detach().to_dense()
+        return f"dense_from_{str(layout).replace('torch.', '')}", [
+            Part("values", dtype_name(dense.dtype), tuple(dense.shape), _dense_bytes(dense))
+        ]
+    return "dense", [
+        Part("values", dtype_name(tensor.dtype), tuple(tensor.shape), _dense_bytes(tensor))
+    ]
+
+
+def digest_parts(kind: str, dtype: str, shape: tuple[int, ...], parts: list[Part]) -> str:
+    """BLAKE3 hex digest of a header plus every part (each with its own header)."""
+    total = sum(part.data.nbytes for part in parts)
+    hasher = (
+        blake3.blake3(max_threads=blake3.blake3.AUTO)
+        if total >= THREADED_FROM_BYTES
+        else blake3.blake3()
+    )
+    header = {"format": FORMAT, "kind": kind, "dtype": dtype, "shape": list(shape)}
+    hasher.update(json.dumps(header, sort_keys=True).encode() + b"\0")
+    for part in parts:
+        part_header = {"part": part.name, "dtype": part.dtype, "shape": list(part.shape),
+                       "nbytes": part.data.nbytes}
+        hasher.update(json.dumps(part_header, sort_keys=True).encode() + b"\0")
+        if part.data.nbytes:
+            hasher.update(part.data)
+    return hasher.hexdigest()
+
+
+def digest(tensor: Any) -> str:
+    """The canonical digest of one tensor (hex). Same bytes, dtype and shape: same digest."""
+    kind, parts = tensor_parts(tensor)
+    return digest_parts(kind, dtype_name(tensor.dtype), tuple(tensor.shape), parts)

@@ -1,0 +1,266 @@
+"""Markdown report of a comparison: summary first, then one table per axis, then problems.
+
+Reports are stable text: the same results give the same bytes (rows sorted, no timestamps),
+so a published report diffs cleanly in git. Every name that came from a results file is
+escaped, since a scenario name is user input.
+"""
+
+from __future__ import annotations
+
+import html
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+from tabulate import tabulate
+
+from audit.compare import (
+    DEVICE,
+    PLATFORM,
+    SETTING_PREFIX,
+    TORCH,
+    AxisCell,
+    AxisTable,
+    Comparison,
+    axis_title,
+    compare,
+    value_order,
+)
+from audit.results import ResultsFile, read_all
+
+LIST_LIMIT = 6  # names shown before "and N more"
+
+
+def escape(text: Any) -> str:
+    """Safe inside a markdown table cell: no HTML, no column breaks, no code spans."""
+    value = html.escape(str(text), quote=False)
+    return (value.replace("\\", "\\\\").replace("|", "\\|").replace("`", "\\`")
+            .replace("\r", " ").replace("\n", " "))
+
+
+def table(headers: list[str], rows: list[list[Any]]) -> str:
+    return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def short_list(names: Iterable[str], limit: int = LIST_LIMIT) -> str:
+    names = sorted(set(names))
+    shown = ", ".join(escape(name) for name in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.0f}%" if whole else "-"
+
+
+def cell_text(cell: AxisCell | None, is_reference: bool) -> str:
+    if cell is None or cell.groups == 0:
+        return "·"
+    if is_reference:
+        return "reference"
+    if not cell.differing:
+        return "identical"
+    where = "" if cell.differing == cell.groups else f" in {cell.differing}/{cell.groups}"
+    detail = f": {cell.worst.describe()}" if cell.worst is not None else ""
+    return f"**differs**{where}{detail}"
+
+
+def environments_section(files: list[ResultsFile]) -> list[str]:
+    seen: dict[str, list[Any]] = {}
+    for item in files:
+        environment = item.header.get("environment", {})
+        identity = item.header.get("env_id", "?")
+        cpu = environment.get("cpu", {}) if isinstance(environment.get("cpu"), dict) else {}
+        devices = ["cpu"] + sorted((environment.get("devices") or {}).keys())
+        seen[identity] = [
+            f"`{escape(identity)}`", escape(environment.get("torch", "?")),
+            escape(environment.get("numpy", "?")), escape(environment.get("python", "?")),
+            escape(environment.get("os", "?")), escape(cpu.get("model", "?")),
+            escape(str(environment.get("cpu_capability", "?")).lower()), escape(", ".join(devices)),
+        ]
+    rows = [seen[key] for key in sorted(seen, key=lambda k: (seen[k][1], k))]
+    return ["## Environments", "",
+            table(["env-id", "torch", "numpy", "python", "OS", "CPU", "CPU capability",
+                   "devices"], rows), ""]
+
+
+def summary_section(result: Comparison) -> list[str]:
+    compared = sorted({key for t in result.tables.values() for key in t.cells})
+    breaking = [key for key in compared if result.breaks_on(key)]
+    nondeterministic = sorted(set(zip(result.nondeterministic["scenario"],
+                                      result.nondeterministic["output"])))
+    problems = result.problems
+    scenarios = sorted(set(result.data["scenario"]))
+    lines = ["## Summary", ""]
+    lines.append(
+        f"{len(result.outputs)} outputs of {len(scenarios)} scenarios produced values. "
+        f"Of the {len(compared)} outputs compared along at least one axis, "
+        f"**{len(compared) - len(breaking)} hold** (the same bits wherever compared) and "
+        f"**{len(breaking)} break** somewhere.")
+    lines.append("")
+    if nondeterministic:
+        lines.append(f"{len(nondeterministic)} outputs are not repeatable run to run on some "
+                     "setup (see [Nondeterministic](#nondeterministic-run-to-run)); they are "
+                     "left out of the comparisons there.")
+        lines.append("")
+    rows = []
+    for axis in result.axes:
+        axis_table = result.tables[axis]
+        broken = len(axis_table.breaking())
+        total = len(axis_table.cells)
+        values = ", ".join(escape(value) for value in axis_table.values)
+        rows.append([f"[{escape(axis_title(axis))}](#{anchor(axis)})", values, str(total),
+                     str(total - broken), str(broken), percent(total - broken, total)])
+    if rows:
+        lines += [table(["axis", "values", "outputs compared", "identical", "differ", "hold"],
+                        rows), ""]
+    else:
+        lines += ["Nothing varies in these results, so nothing was compared.", ""]
+    counts = problems.groupby("status").size().to_dict() if len(problems) else {}
+    if counts:
+        parts = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+        lines += [f"Cells without a value: {parts} (see [Errors and unavailable cells]"
+                  "(#errors-and-unavailable-cells)).", ""]
+    return lines
+
+
+def anchor(axis: str) -> str:
+    return "across-" + axis_title(axis).replace(" ", "-").replace("_", "-").lower()
+
+
+def family_section(result: Comparison) -> list[str]:
+    families: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for scenario, output in result.outputs:
+        family = scenario.split(".", 1)[0]
+        families[family]["outputs"] += 1
+        breaks = result.breaks_on((scenario, output))
+        compared = any((scenario, output) in t.cells for t in result.tables.values())
+        if compared and not breaks:
+            families[family]["hold"] += 1
+        for axis in breaks:
+            families[family][axis] += 1
+    if not families or not result.axes:
+        return []
+    headers = ["family", "outputs", "hold everywhere"] + [
+        f"break across {axis_title(axis)}" for axis in result.axes]
+    rows = [[escape(family), str(counts["outputs"]), str(counts["hold"])]
+            + [str(counts[axis]) for axis in result.axes]
+            for family, counts in sorted(families.items())]
+    return ["## By scenario family", "", table(headers, rows), ""]
+
+
+def axis_section(axis_table: AxisTable, descriptions: dict[str, str]) -> list[str]:
+    title = axis_title(axis_table.axis)
+    lines = [f"## Across {escape(title)}", ""]
+    breaking, holding = axis_table.breaking(), axis_table.holding()
+    lines.append(
+        f"Each output compared with its value at **{escape(axis_table.reference)}**, the other "
+        f"axes held equal. {len(breaking)} of {len(axis_table.cells)} outputs differ.")
+    lines.append("")
+    if breaking:
+        headers = ["scenario", "output"] + [
+            escape(value) + (" (reference)" if value == axis_table.reference else "")
+            for value in axis_table.values]
+        rows = []
+        for key in breaking:
+            row = axis_table.cells[key]
+            rows.append([f"`{escape(key[0])}`", escape(key[1])] + [
+                cell_text(row.get(value), value == axis_table.reference)
+                for value in axis_table.values])
+        lines += [table(headers, rows), ""]
+    if holding:
+        by_scenario: dict[str, list[str]] = defaultdict(list)
+        for scenario, output in holding:
+            by_scenario[scenario].append(output)
+        lines += ["<details><summary>"
+                  f"{len(holding)} outputs identical across {escape(title)}</summary>", ""]
+        lines += [f"- `{escape(scenario)}`: {short_list(outputs)}"
+                  for scenario, outputs in sorted(by_scenario.items())]
+        lines += ["", "</details>", ""]
+    return lines
+
+
+def context_label(record: pd.Series, columns: list[str]) -> str:
+    parts = [f"torch {record[TORCH]}", str(record[DEVICE])]
+    for column in columns:
+        value = record[column]
+        if value not in ("default", "n/a"):
+            parts.append(f"{column[len(SETTING_PREFIX):]}={value}")
+    return " ".join(parts)
+
+
+def nondeterministic_section(result: Comparison) -> list[str]:
+    lines = ["## Nondeterministic run to run", ""]
+    data = result.nondeterministic
+    if data.empty:
+        return lines + ["Every output repeated bit for bit between two runs in the same "
+                        "process.", ""]
+    lines += ["The same cell gave different bits in two runs in one process (all RNG states "
+              "scrambled in between): the scenario does not control its randomness, or an op "
+              "is nondeterministic on that setup.", ""]
+    settings = [c for c in data.columns if c.startswith(SETTING_PREFIX)]
+    rows = []
+    for (scenario, output), group in data.groupby(["scenario", "output"], sort=True):
+        labels = sorted({context_label(record, settings) for _, record in group.iterrows()})
+        rows.append([f"`{escape(scenario)}`", escape(output), str(len(labels)),
+                     short_list(labels, 3)])
+    return lines + [table(["scenario", "output", "setups", "where"], rows), ""]
+
+
+def problems_section(result: Comparison) -> list[str]:
+    lines = ["## Errors and unavailable cells", ""]
+    data = result.problems
+    if data.empty:
+        return lines + ["None.", ""]
+    rows = []
+    keys = ["status", "error", DEVICE, TORCH]
+    for (status, error, device, torch), group in data.fillna({"error": ""}).groupby(
+            keys, sort=False):
+        rows.append([status, escape(error), escape(device), escape(torch),
+                     str(group["scenario"].nunique()), short_list(group["scenario"], 4)])
+    rows.sort(key=lambda row: (row[0], row[2], row[3], row[1]))
+    return lines + [table(["status", "reason", "device", "torch", "scenarios", "which"], rows),
+                    ""]
+
+
+def render(files: list[ResultsFile]) -> str:
+    """The whole report as markdown text."""
+    result = compare(files)
+    descriptions: dict[str, str] = {}
+    lines = [
+        "# repro-audit report", "",
+        "Does a seeded PyTorch result come out bit for bit the same on another torch version, "
+        "device or setting? Each output below was hashed exactly (dtype, shape and bytes) and "
+        "compared across every axis that varies in these results, the other axes held equal.",
+        "",
+        f"Built from {len(files)} results files: "
+        f"{short_list(sorted(Path(item.path).name for item in files), 12)}.", "",
+    ]
+    lines += environments_section(files)
+    lines += summary_section(result)
+    lines += family_section(result)
+    for axis in sorted(result.axes, key=_axis_order):
+        lines += axis_section(result.tables[axis], descriptions)
+    lines += nondeterministic_section(result)
+    lines += problems_section(result)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _axis_order(axis: str) -> tuple[int, str]:
+    return ({TORCH: 0, DEVICE: 1, PLATFORM: 2}.get(axis, 3), axis)
+
+
+def write_report(paths: list[str], out: Path) -> Path:
+    """Read every results file under `paths` and write `out/README.md`."""
+    files = read_all(paths)
+    files.sort(key=lambda item: str(item.path))
+    text = render(files)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / "README.md"
+    temporary = target.with_name(".README.md.tmp")
+    temporary.write_text(text, encoding="utf-8", newline="\n")
+    temporary.replace(target)
+    return target
+
+
+__all__ = ["render", "write_report", "escape", "value_order"]

@@ -1,0 +1,169 @@
+"""Results files: JSON Lines, self-describing, written atomically, read defensively.
+
+Line 1 is a header (schema version, the full environment, its env-id); every other line
+is one row: one output of one scenario on one device under one settings combination.
+A file is written to a temporary name and renamed, so a reader never sees half a file.
+The reader skips (and names, as file:line) a corrupt line, never the whole file. This
+module imports neither torch nor pandas: the nox host and the report side use it too.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from audit.errors import UserError
+
+SCHEMA = 1
+HEADER = "repro-audit/header"
+ROW = "repro-audit/row"
+STATUSES = ("ok", "error", "timeout", "crashed", "unavailable", "raises-when-deterministic")
+
+# Keys every row carries (None where they do not apply).
+ROW_KEYS = (
+    "scenario", "output", "status", "digest", "repeatable", "device", "torch_version",
+    "settings", "env_id", "error", "dtype", "shape", "kind", "sample",
+)
+
+
+def make_row(**values: Any) -> dict[str, Any]:
+    """A row with every key of the schema present, in schema order."""
+    unknown = set(values) - set(ROW_KEYS) - {"seconds", "requested"}
+    if unknown:
+        raise ValueError(f"unknown row keys: {sorted(unknown)}")
+    if values.get("status") not in STATUSES:
+        raise ValueError(f"unknown status: {values.get('status')!r}")
+    row: dict[str, Any] = {"record": ROW}
+    for key in ROW_KEYS:
+        row[key] = values.get(key)
+    for key in ("seconds", "requested"):
+        if key in values:
+            row[key] = values[key]
+    return row
+
+
+def make_header(environment: dict[str, Any], env_id: str, **extra: Any) -> dict[str, Any]:
+    return {"record": HEADER, "schema": SCHEMA, "env_id": env_id, "environment": environment,
+            **extra}
+
+
+def dumps(record: dict[str, Any]) -> str:
+    """One JSON line, keys sorted so identical rows are identical text."""
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+
+def write_atomic(path: Path, header: dict[str, Any], rows: Iterable[dict[str, Any]]) -> Path:
+    """Write header + rows to `path` through a temporary file in the same folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
+            stream.write(dumps(header) + "\n")
+            for row in rows:
+                stream.write(dumps(row) + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp makes it private; results are for sharing
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+@dataclass
+class ResultsFile:
+    """What one file held: its header and the rows that could be read."""
+
+    path: Path
+    header: dict[str, Any]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # "file:line: why"
+
+
+def read_file(path: Path, warn: bool = True) -> ResultsFile | None:
+    """Read one results file; corrupt or foreign lines are skipped with a file:line warning.
+
+    Returns None (with a warning) when the file has no readable header at all.
+    """
+    header: dict[str, Any] | None = None
+    result = ResultsFile(path=path, header={})
+    with open(path, encoding="utf-8", errors="replace") as stream:
+        for number, line in enumerate(stream, start=1):
+            if not line.strip():
+                continue
+            problem = None
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record, problem = None, "not valid JSON (truncated or corrupt line)"
+            if problem is None and not isinstance(record, dict):
+                problem = "not a JSON object"
+            elif problem is None and record.get("record") == HEADER:
+                schema = record.get("schema")
+                if not isinstance(schema, int) or schema > SCHEMA:
+                    problem = f"schema version {schema!r} is newer than this reader's {SCHEMA}"
+                elif header is not None:
+                    problem = "a second header"
+                else:
+                    header = record
+                    result.header = record
+            elif problem is None and record.get("record") == ROW:
+                if header is None:
+                    problem = "a row before the file's header"
+                elif record.get("status") not in STATUSES or not record.get("scenario"):
+                    problem = f"unknown status {record.get('status')!r} or no scenario"
+                else:
+                    result.rows.append(record)
+            elif problem is None:
+                problem = "not a repro-audit record"
+            if problem:
+                result.skipped.append(f"{path}:{number}: {problem}")
+    if warn:
+        for message in result.skipped:
+            print(f"warning: skipped {message}", file=sys.stderr)
+    if header is None:
+        if warn:
+            print(f"warning: skipped {path}: no repro-audit header", file=sys.stderr)
+        return None
+    return result
+
+
+def expand(paths: Iterable[str]) -> list[Path]:
+    """Results files named by files, folders (searched recursively) and globs."""
+    found: list[Path] = []
+    for text in paths:
+        matches = sorted(glob.glob(text, recursive=True)) if glob.has_magic(text) else [text]
+        if not matches:
+            raise UserError(f"{text}: no such file or folder")
+        for match in matches:
+            candidate = Path(match)
+            if candidate.is_dir():
+                found.extend(sorted(candidate.rglob("*.jsonl")))
+            elif candidate.is_file():
+                found.append(candidate)
+            else:
+                raise UserError(f"{candidate}: no such file or folder")
+    unique = list(dict.fromkeys(path.resolve() for path in found))
+    if not unique:
+        raise UserError(f"{', '.join(paths)}: no results files (*.jsonl) found")
+    return unique
+
+
+def read_all(paths: Iterable[str]) -> list[ResultsFile]:
+    """Every readable results file under `paths` (a UserError when none is readable)."""
+    files = [item for item in (read_file(path) for path in expand(paths)) if item is not None]
+    if not files:
+        raise UserError(f"{', '.join(paths)}: no readable repro-audit results")
+    return files
+
+
+def iter_rows(files: Iterable[ResultsFile]) -> Iterator[dict[str, Any]]:
+    for item in files:
+        yield from item.rows

@@ -1,0 +1,145 @@
+"""`repro-audit run`: one audit in this interpreter's torch, written to one results file.
+
+Rows are journalled as they arrive (a hidden `.partial` file, fsync'ed per unit) and the
+results file appears only at the end, by an atomic rename. A run killed half-way leaves no
+visible results file; `--resume` reads the journal and runs only what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audit.errors import UserError
+from audit.results import ROW, dumps, make_header, write_atomic
+
+DEFAULT_DEVICES = ("cpu", "cuda", "mps")
+
+
+@dataclass
+class RunOptions:
+    select: list[str] = field(default_factory=list)
+    scenario_files: list[str] = field(default_factory=list)
+    settings: dict[str, list[str]] = field(default_factory=dict)
+    devices: list[str] = field(default_factory=lambda: list(DEFAULT_DEVICES))
+    timeout: float = 300.0
+    out: Path = Path("results")
+    resume: bool = False
+
+    @classmethod
+    def from_arguments(cls, args: argparse.Namespace) -> RunOptions:
+        """Matrix file first, then the command line on top of it."""
+        from audit import matrix as matrix_module
+        from audit import settings as settings_module
+        from audit.devices import KNOWN_DEVICES
+
+        options = cls(out=Path(args.out), resume=bool(getattr(args, "resume", False)))
+        if args.matrix:
+            loaded = matrix_module.load(args.matrix)
+            options.select = list(loaded.select)
+            options.scenario_files = list(loaded.scenario_files)
+            options.settings = dict(loaded.settings)
+            options.devices = list(loaded.devices)
+            options.timeout = loaded.timeout
+        if args.select:
+            options.select = list(args.select)
+        options.scenario_files += [str(Path(path).resolve()) for path in args.scenarios]
+        options.settings.update(settings_module.parse_cli(args.settings))
+        if args.devices:
+            options.devices = [device.strip() for device in args.devices.split(",") if device]
+            for device in options.devices:
+                if device not in KNOWN_DEVICES:
+                    raise UserError(f"--devices: unknown device {device!r} "
+                                    f"(known: {', '.join(KNOWN_DEVICES)})")
+        if args.timeout is not None:
+            if args.timeout <= 0:
+                raise UserError("--timeout must be a positive number of seconds")
+            options.timeout = args.timeout
+        return options
+
+
+def unit_key(row: dict[str, Any]) -> str:
+    """What identifies the unit a row came from (for --resume)."""
+    return json.dumps([row["scenario"], row["device"], row.get("requested") or row["settings"]],
+                      sort_keys=True)
+
+
+def results_name(torch_version: str, env_id: str) -> str:
+    return f"torch-{torch_version.replace('+', '_')}-{env_id}.jsonl"
+
+
+def read_journal(path: Path) -> list[dict[str, Any]]:
+    """Complete rows of an interrupted run; a torn last line is dropped."""
+    rows = []
+    if not path.exists():
+        return rows
+    with open(path, encoding="utf-8", errors="replace") as stream:
+        for line in stream:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and record.get("record") == ROW:
+                rows.append(record)
+    return rows
+
+
+def run_audit(options: RunOptions) -> str:
+    """Run the plan and write the results file; returns a one-line summary."""
+    import torch
+
+    from audit.devices import device_status
+    from audit.environment import collect, env_id
+    from audit.progress import Progress
+    from audit.runner import Plan, Runner
+    from audit.scenarios import registry
+
+    registry.load_builtin()
+    for path in options.scenario_files:
+        registry.load_file(path)
+    scenarios = registry.select(options.select)
+    environment = collect()
+    identity = env_id(environment)
+    out = options.out
+    out.mkdir(parents=True, exist_ok=True)
+    final = out / results_name(torch.__version__, identity)
+    journal = out / f".{final.name}.partial"
+
+    previous = read_journal(journal) if options.resume else []
+    if not options.resume:
+        journal.unlink(missing_ok=True)
+    done = {unit_key(row) for row in previous}
+    plan = Plan(scenarios=scenarios, devices=options.devices, settings=options.settings,
+                scenario_files=options.scenario_files, timeout=options.timeout)
+    device_reasons = {device: device_status(device) for device in options.devices}
+    progress = Progress()
+    with open(journal, "a", encoding="utf-8", newline="\n") as stream:
+        def journal_rows(rows: list[dict[str, Any]]) -> None:
+            for row in rows:
+                stream.write(dumps(row) + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+
+        runner = Runner(plan, identity, torch.__version__, progress=progress,
+                        on_rows=journal_rows, skip=done)
+        rows = previous + runner.run(device_reasons)
+    progress.close()
+    header = make_header(environment, identity, devices={d: r for d, r in device_reasons.items()},
+                         selection=[s.name for s in scenarios], settings=options.settings)
+    write_atomic(final, header, sorted(rows, key=_row_order))
+    journal.unlink(missing_ok=True)
+    counts = Counter(row["status"] for row in rows)
+    not_repeatable = sum(1 for row in rows if row.get("repeatable") is False)
+    parts = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+    return (f"wrote {len(rows)} rows to {final} ({parts}; {not_repeatable} not repeatable "
+            "run to run)")
+
+
+def _row_order(row: dict[str, Any]) -> str:
+    return json.dumps([row["scenario"], row["device"], row["settings"], row["output"] or ""],
+                      sort_keys=True)

@@ -1,0 +1,66 @@
+"""A small deterministic sample of an output's values, kept so a report can say how far.
+
+A digest says only same or different. Outputs of at most `WHOLE_UP_TO` elements are kept
+whole; larger ones keep `SAMPLE_SIZE` elements at evenly spaced flat positions, which are
+the same positions in every environment for the same shape. Values are kept as their exact
+little-endian bytes (base64), so distances in ULP are exact on what was kept.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from audit.hashing import tensor_parts
+
+WHOLE_UP_TO = 256
+SAMPLE_SIZE = 256
+
+
+@dataclass(frozen=True)
+class Sample:
+    """Kept values of one output: dtype name, flat positions (None: whole) and bytes."""
+
+    dtype: str
+    index: list[int] | None
+    data: bytes
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "dtype": self.dtype,
+            "index": self.index,
+            "b64": base64.b64encode(self.data).decode("ascii"),
+        }
+
+    @classmethod
+    def from_json(cls, value: dict[str, Any]) -> Sample:
+        return cls(value["dtype"], value.get("index"), base64.b64decode(value["b64"]))
+
+
+def sample_positions(numel: int) -> list[int] | None:
+    """Flat positions sampled from an output of `numel` elements (None: keep it whole)."""
+    if numel <= WHOLE_UP_TO:
+        return None
+    return sorted({int(round(i)) for i in np.linspace(0, numel - 1, SAMPLE_SIZE)})
+
+
+def take_sample(tensor: Any) -> Sample:
+    """The sample of a tensor's values part (values of sparse, int_repr of quantized)."""
+    _, parts = tensor_parts(tensor)
+    part = parts[-1] if parts[0].name == "indices" else parts[0]
+    width = part.data.nbytes // max(1, _numel(part.shape))
+    positions = sample_positions(_numel(part.shape))
+    if positions is None:
+        return Sample(part.dtype, None, part.data.tobytes())
+    elements = part.data.reshape(-1, width) if width else part.data.reshape(0, 1)
+    return Sample(part.dtype, positions, elements[positions].tobytes())
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    count = 1
+    for size in shape:
+        count *= size
+    return count

@@ -1,0 +1,166 @@
+"""The scenario registry: `@scenario("family.name")` and loading user scenario files.
+
+A scenario is a seeded generation script. It takes a `Context` and returns a mapping of
+output names to tensors (nested mappings, lists, tuples and `state_dict()`s are flattened
+to dotted names by `audit.outputs`). This module imports no torch, so the report side of
+the package stays usable in an environment without it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import importlib
+import importlib.util
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from audit.errors import UserError
+
+ScenarioFunction = Callable[[Any], Any]
+
+
+
+class Unavailable(Exception):
+    """Raised by a scenario when this environment lacks what it needs (an op, a dtype)."""
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One registered scenario and what it needs to run."""
+
+    name: str
+    function: ScenarioFunction
+    description: str
+    devices: tuple[str, ...] | None = None  # None: every device the run audits
+    min_torch: str | None = None
+    modules: tuple[str, ...] = ()  # optional packages it imports (cells unavailable without)
+    timeout: float | None = None  # seconds; None: the run's --timeout
+    references: Mapping[str, Any] = field(default_factory=dict)  # published values per output
+    source: str = ""  # module or file it came from
+
+    @property
+    def family(self) -> str:
+        return self.name.split(".", 1)[0]
+
+
+_REGISTRY: dict[str, Scenario] = {}
+
+
+def scenario(
+    name: str,
+    description: str | None = None,
+    *,
+    devices: Iterable[str] | None = None,
+    min_torch: str | None = None,
+    modules: Iterable[str] = (),
+    timeout: float | None = None,
+    references: Mapping[str, Any] | None = None,
+) -> Callable[[ScenarioFunction], ScenarioFunction]:
+    """Register the decorated function as scenario `name` ("family.name").
+
+    `description` defaults to the first line of the function's docstring.
+    `devices` limits where it runs ("cpu" only for numpy and python scenarios).
+    """
+    if "." not in name or not all(part.strip() for part in name.split(".")):
+        raise UserError(f"scenario name {name!r} must look like 'family.name'")
+
+    def register(function: ScenarioFunction) -> ScenarioFunction:
+        doc = (function.__doc__ or "").strip().splitlines()
+        text = description or (doc[0].strip() if doc else "")
+        if not text:
+            raise UserError(f"scenario {name!r} needs a description or a docstring")
+        existing = _REGISTRY.get(name)
+        source = getattr(function, "__module__", "")
+        if existing is not None and existing.source != source:
+            raise UserError(
+                f"scenario {name!r} is defined twice: in {existing.source} and in {source}"
+            )
+        _REGISTRY[name] = Scenario(
+            name=name,
+            function=function,
+            description=text,
+            devices=tuple(devices) if devices is not None else None,
+            min_torch=min_torch,
+            modules=tuple(modules),
+            timeout=timeout,
+            references=dict(references or {}),
+            source=source,
+        )
+        return function
+
+    return register
+
+
+BUILTIN_MODULES = (
+    "audit.scenarios.seed",
+    "audit.scenarios.rng",
+    "audit.scenarios.state",
+    "audit.scenarios.init",
+    "audit.scenarios.ops",
+    "audit.scenarios.train",
+    "audit.scenarios.data",
+    "audit.scenarios.numpy_random",
+    "audit.scenarios.python_random",
+)
+
+
+def load_builtin() -> None:
+    """Import every built-in scenario family (each registers itself on import)."""
+    for module in BUILTIN_MODULES:
+        try:
+            importlib.import_module(module)
+        except ModuleNotFoundError as error:
+            if error.name != module:  # a family module exists but an import inside it failed
+                raise
+
+
+def load_file(path: str | Path) -> None:
+    """Import a user's scenario file from its path (it is code: it runs as the user)."""
+    file = Path(path)
+    if not file.is_file():
+        raise UserError(f"{file}: scenario file not found")
+    module_name = f"audit_user_scenarios_{abs(hash(str(file.resolve())))}"
+    spec = importlib.util.spec_from_file_location(module_name, file)
+    if spec is None or spec.loader is None:
+        raise UserError(f"{file}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    try:
+        spec.loader.exec_module(module)
+    except SyntaxError as error:
+        del sys.modules[module_name]
+        raise UserError(f"{file}:{error.lineno}: syntax error: {error.msg}") from None
+    except UserError:
+        del sys.modules[module_name]
+        raise
+    except Exception as error:  # noqa: BLE001 - any failure of user code is reported, not raised
+        del sys.modules[module_name]
+        raise UserError(
+            f"{file}: does not import: {type(error).__name__}: {error}"
+        ) from None
+
+
+def all_scenarios() -> dict[str, Scenario]:
+    """Every registered scenario by name, sorted."""
+    return dict(sorted(_REGISTRY.items()))
+
+
+def select(patterns: Iterable[str] | None) -> list[Scenario]:
+    """Scenarios whose names match any glob in `patterns` (all when none is given).
+
+    A pattern that matches nothing is a user error: a typo must not pass as an empty audit.
+    """
+    scenarios = all_scenarios()
+    patterns = list(patterns or [])
+    if not patterns:
+        return list(scenarios.values())
+    chosen: dict[str, Scenario] = {}
+    for pattern in patterns:
+        matched = [s for n, s in scenarios.items() if fnmatch.fnmatchcase(n, pattern)]
+        if not matched:
+            raise UserError(f"--select {pattern!r} matches no scenario (see `repro-audit list`)")
+        for item in matched:
+            chosen[item.name] = item
+    return [chosen[name] for name in sorted(chosen)]

@@ -1,0 +1,175 @@
+"""The child process: runs scenario units under one process-settings combination.
+
+The parent (`audit.runner`) starts `python -m audit.worker` with the process settings in
+its environment and a job (JSON) on stdin. The worker answers on its original stdout, one
+JSON event per line; whatever scenarios print goes to stderr instead. Each unit is run
+twice, each time after scrambling every global RNG with fresh entropy, so a scenario that
+forgets to seed shows up as not repeatable instead of passing by luck.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+import traceback
+from typing import Any, Callable, TextIO
+
+# Words torch uses when an op has no deterministic implementation and determinism is on.
+DETERMINISM_MARKERS = ("does not have a deterministic implementation", "deterministic algorithm")
+
+
+def scramble_rng_states() -> None:
+    """Seed every global RNG from os.urandom: state left by a previous run must not leak."""
+    import numpy as np
+    import torch
+
+    entropy = int.from_bytes(os.urandom(8), "little")
+    torch.manual_seed(entropy & 0x7FFF_FFFF_FFFF_FFFF)
+    np.random.seed(entropy & 0xFFFF_FFFF)
+    random.seed(os.urandom(16))
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(entropy & 0xFFFF_FFFF)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0] if text else ''}".strip()
+
+
+def run_once(function: Callable[[Any], Any], context: Any, name: str) -> dict[str, Any]:
+    from audit.outputs import flatten_outputs
+
+    scramble_rng_states()
+    return flatten_outputs(name, function(context))
+
+
+def describe_outputs(outputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Digest, dtype, shape, kind and value sample of each output."""
+    from audit.hashing import digest, dtype_name, tensor_parts
+    from audit.sample import take_sample
+
+    described = {}
+    for output, tensor in outputs.items():
+        kind, _ = tensor_parts(tensor)
+        described[output] = {
+            "digest": digest(tensor),
+            "dtype": dtype_name(tensor.dtype),
+            "shape": list(tensor.shape),
+            "kind": kind,
+            "sample": take_sample(tensor).to_json(),
+        }
+    return described
+
+
+class Worker:
+    """Runs units and reports events on the protocol stream."""
+
+    def __init__(self, job: dict[str, Any], protocol: TextIO) -> None:
+        self.job = job
+        self.protocol = protocol
+
+    def emit(self, event: str, **payload: Any) -> None:
+        self.protocol.write(json.dumps({"event": event, **payload}, sort_keys=True) + "\n")
+        self.protocol.flush()
+
+    def run(self) -> None:
+        from audit.scenarios import registry
+        from audit.settings import ALWAYS_RECORDED, SETTINGS
+
+        self.apply_threads()
+        registry.load_builtin()
+        for path in self.job.get("scenario_files", []):
+            registry.load_file(path)
+        scenarios = registry.all_scenarios()
+        effective = {name: SETTINGS[name].effective(self.job["process_settings"].get(name, ""))
+                     for name in ALWAYS_RECORDED}
+        self.emit("ready", effective=effective)
+        for unit in self.job["units"]:
+            self.emit("start", unit=unit["id"])
+            started = time.perf_counter()
+            rows = self.run_unit(scenarios[unit["scenario"]], unit)
+            self.emit("finish", unit=unit["id"], rows=rows,
+                      seconds=round(time.perf_counter() - started, 6))
+
+    def apply_threads(self) -> None:
+        import torch
+
+        threads = os.environ.get("REPRO_AUDIT_THREADS")
+        if threads:
+            torch.set_num_threads(int(threads))
+
+    def run_unit(self, scenario: Any, unit: dict[str, Any]) -> list[dict[str, Any]]:
+        """Both runs of one (scenario, device, run settings) unit, as partial rows."""
+        from audit.scenarios.context import Context
+        from audit.scenarios.registry import Unavailable
+        from audit.settings import SETTINGS
+
+        restores: list[Callable[[], None]] = []
+        try:
+            for name, value in unit["run_settings"].items():
+                setting = SETTINGS[name]
+                if value != "n/a" and setting.apply is not None:
+                    restore = setting.apply(value)
+                    if restore is not None:
+                        restores.append(restore)
+            context = Context(device=unit["device"], settings=dict(unit["settings"]))
+            first = run_once(scenario.function, context, scenario.name)
+            try:
+                second = run_once(scenario.function, context, scenario.name)
+            except Exception as error:  # noqa: BLE001 - the second run's failure is a finding
+                second, second_error = None, _describe(error)
+            else:
+                second_error = None
+            return self.rows_for(first, second, second_error)
+        except Unavailable as reason:
+            return [{"output": None, "status": "unavailable", "error": str(reason)}]
+        except Exception as error:  # noqa: BLE001 - a scenario's failure is a result, not a crash
+            status = "error"
+            if unit["run_settings"].get("deterministic") in ("on",) and any(
+                marker in str(error) for marker in DETERMINISM_MARKERS
+            ):
+                status = "raises-when-deterministic"
+            detail = _describe(error)
+            if status == "error" and os.environ.get("REPRO_AUDIT_TRACEBACKS"):
+                detail += "\n" + traceback.format_exc()
+            return [{"output": None, "status": status, "error": detail}]
+        finally:
+            for restore in reversed(restores):
+                restore()
+
+    @staticmethod
+    def rows_for(first: dict[str, Any], second: dict[str, Any] | None,
+                 second_error: str | None) -> list[dict[str, Any]]:
+        described = describe_outputs(first)
+        again = describe_outputs(second) if second is not None else {}
+        rows = []
+        for output, values in described.items():
+            repeatable = again.get(output, {}).get("digest") == values["digest"]
+            rows.append({"output": output, "status": "ok", "repeatable": repeatable,
+                         "error": None if second_error is None
+                         else f"second run failed: {second_error}", **values})
+        for output in sorted(set(again) - set(described)):
+            rows.append({"output": output, "status": "ok", "repeatable": False,
+                         "error": "output only produced by the second run", **again[output]})
+        return rows
+
+
+def main() -> None:
+    """Entry point of the child: job on stdin, events on the original stdout."""
+    protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # scenario prints go to stderr
+    job = json.load(sys.stdin)
+    worker = Worker(job, protocol)
+    try:
+        worker.run()
+    except Exception as error:  # noqa: BLE001 - reported to the parent, which decides
+        worker.emit("fatal", error=_describe(error))
+        sys.exit(3)
+    worker.emit("done")
+
+
+if __name__ == "__main__":
+    main()
