@@ -40,6 +40,22 @@ def cpu_description() -> dict[str, Any]:
     return {"model": model, "flags": flags, "cores": os.cpu_count()}
 
 
+def host() -> dict[str, Any]:
+    """The machine alone, without torch: what a failed install can still record."""
+    libc = platform.libc_ver()
+    return {
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "os": f"{platform.system()} {platform.release()}",
+        "platform": platform.platform(),
+        "libc": " ".join(part for part in libc if part) or None,
+        "machine": platform.machine(),
+        "byteorder": sys.byteorder,
+        "cpu": cpu_description(),
+        "hostname": platform.node(),
+    }
+
+
 def collect() -> dict[str, Any]:
     """The full environment of this interpreter (imports torch and numpy)."""
     import numpy as np
@@ -49,7 +65,6 @@ def collect() -> dict[str, Any]:
     from audit.compat import cpu_capability
     from audit.devices import device_properties
 
-    libc = platform.libc_ver()
     numpy_blas = None
     try:
         config = np.show_config(mode="dicts")  # numpy >= 1.25
@@ -57,6 +72,7 @@ def collect() -> dict[str, Any]:
     except TypeError:
         pass
     return {
+        **host(),
         "audit_version": __version__,
         "torch": torch.__version__,
         "torch_git": getattr(torch.version, "git_version", None),
@@ -65,18 +81,9 @@ def collect() -> dict[str, Any]:
         "parallel_info": torch.__config__.parallel_info(),
         "numpy": np.__version__,
         "numpy_blas": numpy_blas,
-        "python": platform.python_version(),
-        "python_implementation": platform.python_implementation(),
-        "os": f"{platform.system()} {platform.release()}",
-        "platform": platform.platform(),
-        "libc": " ".join(part for part in libc if part) or None,
-        "machine": platform.machine(),
-        "byteorder": sys.byteorder,
-        "cpu": cpu_description(),
         "cpu_capability": cpu_capability(),
         "threads": torch.get_num_threads(),
         "devices": device_properties(),
-        "hostname": platform.node(),
         "variables": {name: os.environ[name] for name in RESULT_VARIABLES if name in os.environ},
     }
 

@@ -73,7 +73,7 @@ def environments_section(files: list[ResultsFile]) -> list[str]:
         cpu = environment.get("cpu", {}) if isinstance(environment.get("cpu"), dict) else {}
         devices = ["cpu"] + sorted((environment.get("devices") or {}).keys())
         seen[identity] = [
-            f"`{escape(identity)}`", escape(environment.get("torch", "?")),
+            escape(identity), escape(environment.get("torch", "?")),
             escape(environment.get("numpy", "?")), escape(environment.get("python", "?")),
             escape(environment.get("os", "?")), escape(cpu.get("model", "?")),
             escape(str(environment.get("cpu_capability", "?")).lower()), escape(", ".join(devices)),
@@ -125,7 +125,7 @@ def summary_section(result: Comparison) -> list[str]:
 
 
 def anchor(axis: str) -> str:
-    return "across-" + axis_title(axis).replace(" ", "-").replace("_", "-").lower()
+    return "across-" + axis_title(axis).replace(" ", "-").lower()  # GitHub keeps underscores
 
 
 def family_section(result: Comparison) -> list[str]:
@@ -164,7 +164,7 @@ def axis_section(axis_table: AxisTable, descriptions: dict[str, str]) -> list[st
         rows = []
         for key in breaking:
             row = axis_table.cells[key]
-            rows.append([f"`{escape(key[0])}`", escape(key[1])] + [
+            rows.append([escape(key[0]), escape(key[1])] + [
                 cell_text(row.get(value), value == axis_table.reference)
                 for value in axis_table.values])
         lines += [table(headers, rows), ""]
@@ -174,7 +174,7 @@ def axis_section(axis_table: AxisTable, descriptions: dict[str, str]) -> list[st
             by_scenario[scenario].append(output)
         lines += ["<details><summary>"
                   f"{len(holding)} outputs identical across {escape(title)}</summary>", ""]
-        lines += [f"- `{escape(scenario)}`: {short_list(outputs)}"
+        lines += [f"- {escape(scenario)}: {short_list(outputs)}"
                   for scenario, outputs in sorted(by_scenario.items())]
         lines += ["", "</details>", ""]
     return lines
@@ -202,7 +202,7 @@ def nondeterministic_section(result: Comparison) -> list[str]:
     rows = []
     for (scenario, output), group in data.groupby(["scenario", "output"], sort=True):
         labels = sorted({context_label(record, settings) for _, record in group.iterrows()})
-        rows.append([f"`{escape(scenario)}`", escape(output), str(len(labels)),
+        rows.append([escape(scenario), escape(output), str(len(labels)),
                      short_list(labels, 3)])
     return lines + [table(["scenario", "output", "setups", "where"], rows), ""]
 

@@ -167,3 +167,14 @@ def read_all(paths: Iterable[str]) -> list[ResultsFile]:
 def iter_rows(files: Iterable[ResultsFile]) -> Iterator[dict[str, Any]]:
     for item in files:
         yield from item.rows
+
+
+def write_unavailable(path: Path, torch_version: str, reason: str) -> Path:
+    """A results file saying a whole torch version could not be audited here, and why."""
+    from audit.environment import env_id, host
+
+    environment = {**host(), "torch": torch_version}
+    identity = "unavailable-" + env_id(environment)
+    row = make_row(scenario="*", output=None, status="unavailable", device="cpu",
+                   torch_version=torch_version, settings={}, env_id=identity, error=reason)
+    return write_atomic(path, make_header(environment, identity), [row])

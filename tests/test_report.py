@@ -1,0 +1,66 @@
+"""The report on fixed results files: exact markdown, byte-stable, escaped."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from audit.cli import main
+from audit.report import escape, render
+from audit.results import read_all
+
+DATA = Path(__file__).parent / "data"
+FIXTURES = DATA / "report"
+EXPECTED = DATA / "report_expected.md"
+
+
+def test_report_matches_snapshot(tmp_path: Path) -> None:
+    assert main(["report", str(FIXTURES), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "README.md").read_text(encoding="utf-8") == EXPECTED.read_text("utf-8")
+
+
+def test_report_is_byte_stable_whatever_the_file_order(tmp_path: Path) -> None:
+    files = sorted(FIXTURES.glob("*.jsonl"))
+    forward = render(read_all([str(path) for path in files]))
+    backward = render(read_all([str(path) for path in reversed(files)]))
+    assert forward == backward
+
+
+def test_report_says_where_and_how_far() -> None:
+    text = EXPECTED.read_text(encoding="utf-8")
+    # a 1-ULP difference of a float32 sum between 1 and 2 threads
+    row = "| ops.sum_large | sum      | reference       | **differs**: max abs 1.2e-07, max 1 ULP"
+    assert row in text
+    # the loss trajectory changed between torch versions in 2 of its 3 elements
+    assert "max 8 ULP, 2 of 3 elements" in text
+    assert "rng.unseeded" in text.split("## Nondeterministic run to run")[1]
+    assert "ValueError: bad \\| thing" in text
+
+
+def test_hostile_names_are_escaped() -> None:
+    text = EXPECTED.read_text(encoding="utf-8")
+    assert "user.pipe\\|\\`&lt;b&gt;\\`" in text
+    assert "<b>" not in text
+    assert escape("a|b`<i>&") == "a\\|b\\`&lt;i&gt;&amp;"
+
+
+def test_report_skips_a_corrupt_line_and_keeps_the_rest(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture) -> None:
+    for path in FIXTURES.glob("*.jsonl"):
+        shutil.copy(path, tmp_path / path.name)
+    victim = sorted(tmp_path.glob("*.jsonl"))[0]
+    lines = victim.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines.insert(2, '{"record": "repro-audit/row", "scenario": \n')
+    victim.write_text("".join(lines), encoding="utf-8")
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert f"{victim}:3: not valid JSON" in capsys.readouterr().err
+    assert (tmp_path / "out" / "README.md").read_text("utf-8") == EXPECTED.read_text("utf-8")
+
+
+def test_report_of_an_empty_folder_is_a_one_line_error(tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    assert main(["report", str(tmp_path)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and str(tmp_path) in error
