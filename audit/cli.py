@@ -32,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--devices", help="comma-separated devices (default: matrix or cpu,cuda,mps)")
     run.add_argument("--timeout", type=float, help="seconds per scenario before `timeout`")
     run.add_argument("--out", default="results", help="folder for the results file")
+    run.add_argument("--resume", action="store_true",
+                     help="keep the rows of an interrupted run and run only what is missing")
 
     report = commands.add_parser("report", help="merge results files into a markdown report")
     report.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")

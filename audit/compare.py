@@ -41,6 +41,9 @@ def value_order(axis: str, value: str) -> tuple[Any, ...]:
             return (1, (), value)
     if axis == DEVICE:
         return (DEVICE_ORDER.get(value, 9), (), value)
+    setting = SETTINGS.get(axis[len(SETTING_PREFIX):]) if axis.startswith(SETTING_PREFIX) else None
+    if setting is not None and setting.values and value in setting.values:
+        return (0, (setting.values.index(value),), value)  # the order the setting lists
     if value.isdigit():
         return (0, (int(value),), value)
     return (1, (), value)

@@ -61,8 +61,13 @@ def _dense_bytes(tensor: Any) -> np.ndarray:
 
 
 def to_little_endian(data: np.ndarray, width: int) -> np.ndarray:
-    """Native (big-endian) bytes of `width`-byte numbers, reordered little-endian."""
-    return data.view(f"=u{width}").astype(f"<u{width}").view(np.uint8)
+    """Big-endian bytes of `width`-byte numbers, reordered little-endian.
+
+    Called only on big-endian hosts, where these are the native bytes. The source order is
+    spelled out ('>') rather than taken from the host ('='), so the swap is the same on every
+    machine and can be checked on a little-endian one.
+    """
+    return data.view(f">u{width}").astype(f"<u{width}").view(np.uint8)
 
 
 def tensor_parts(tensor: Any) -> tuple[str, list[Part]]:
@@ -81,10 +86,15 @@ def tensor_parts(tensor: Any) -> tuple[str, list[Part]]:
             params = torch.tensor([tensor.q_scale()], dtype=torch.float64)
             points = torch.tensor([tensor.q_zero_point()], dtype=torch.int64)
         else:
+            # The axis says which dimension the scales run along: same int_repr and scales on
+            # another axis are other values. float_qparams zero points are floats: kept exact.
+            scheme = f"{scheme}:axis={tensor.q_per_channel_axis()}"
             params = tensor.q_per_channel_scales().to(torch.float64)
-            points = tensor.q_per_channel_zero_points().to(torch.int64)
+            points = tensor.q_per_channel_zero_points()
+            points = points.to(torch.float64 if points.is_floating_point() else torch.int64)
         parts.append(Part(f"scale:{scheme}", "float64", tuple(params.shape), _dense_bytes(params)))
-        parts.append(Part("zero_point", "int64", tuple(points.shape), _dense_bytes(points)))
+        parts.append(Part("zero_point", dtype_name(points.dtype), tuple(points.shape),
+                          _dense_bytes(points)))
         return "quantized", parts
     if layout == torch.sparse_coo:
         coalesced = tensor.detach().coalesce()

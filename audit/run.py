@@ -65,8 +65,8 @@ class RunOptions:
 
 def unit_key(row: dict[str, Any]) -> str:
     """What identifies the unit a row came from (for --resume)."""
-    return json.dumps([row["scenario"], row["device"], row.get("requested") or row["settings"]],
-                      sort_keys=True)
+    requested = row["requested"] if row.get("requested") is not None else row["settings"]
+    return json.dumps([row["scenario"], row["device"], requested], sort_keys=True)
 
 
 def results_name(torch_version: str, env_id: str) -> str:

@@ -1,0 +1,163 @@
+"""Faults inside scenarios and runs: every good result is kept, every bad one is named."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+FAULTY = textwrap.dedent('''
+    import ctypes, os, sys, time
+    import torch
+    from audit import scenario
+
+    @scenario("fault.a_before", "runs before the faults")
+    def before(ctx):
+        torch.manual_seed(1)
+        return {"x": torch.rand(4)}
+
+    @scenario("fault.b_raises", "raises an exception")
+    def raises(ctx):
+        raise KeyError("no such thing")
+
+    @scenario("fault.c_aborts", "kills its process with abort()")
+    def aborts(ctx):
+        os.abort()
+
+    @scenario("fault.d_segfaults", "reads address 0")
+    def segfaults(ctx):
+        ctypes.string_at(0)
+
+    @scenario("fault.e_exits", "calls sys.exit")
+    def exits(ctx):
+        sys.exit(7)
+
+    @scenario("fault.f_hangs", "sleeps far past the timeout")
+    def hangs(ctx):
+        time.sleep(600)
+
+    @scenario("fault.g_hangs_briefly", "needs 3 s, allowed 20 s by its own timeout", timeout=20)
+    def hangs_briefly(ctx):
+        time.sleep(3)
+        return {"x": torch.zeros(2)}
+
+    @scenario("fault.h_after", "runs after the faults")
+    def after(ctx):
+        torch.manual_seed(2)
+        return {"x": torch.rand(4)}
+''')
+
+
+def audit(tmp_path: Path, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "audit", "run", *arguments], cwd=ROOT,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def read_rows(out: Path) -> list[dict]:
+    (results,) = out.glob("*.jsonl")
+    return [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()[1:]]
+
+
+@pytest.fixture(scope="module")
+def faulty_run(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    tmp_path = tmp_path_factory.mktemp("faults")
+    scenarios = tmp_path / "faulty.py"
+    scenarios.write_text(FAULTY, encoding="utf-8")
+    out = tmp_path / "results"
+    completed = audit(tmp_path, "--scenarios", str(scenarios), "--select", "fault.*",
+                      "--devices", "cpu", "--timeout", "2", "--out", str(out))
+    assert completed.returncode == 0, completed.stderr
+    return read_rows(out)
+
+
+def status_of(rows: list[dict], scenario: str) -> dict:
+    (row,) = [row for row in rows if row["scenario"] == scenario]
+    return row
+
+
+def test_a_raising_scenario_is_an_error_with_type_and_message(faulty_run: list[dict]) -> None:
+    row = status_of(faulty_run, "fault.b_raises")
+    assert row["status"] == "error" and row["error"] == "KeyError: 'no such thing'"
+
+
+@pytest.mark.parametrize("scenario", ["fault.c_aborts", "fault.d_segfaults", "fault.e_exits"])
+def test_a_scenario_that_kills_its_process_is_crashed(faulty_run: list[dict],
+                                                      scenario: str) -> None:
+    row = status_of(faulty_run, scenario)
+    assert row["status"] == "crashed"
+    assert "worker exited with code" in row["error"]
+
+
+def test_a_hanging_scenario_times_out(faulty_run: list[dict]) -> None:
+    row = status_of(faulty_run, "fault.f_hangs")
+    assert row["status"] == "timeout" and "2 s" in row["error"]
+
+
+def test_a_scenario_timeout_overrides_the_run_timeout(faulty_run: list[dict]) -> None:
+    assert status_of(faulty_run, "fault.g_hangs_briefly")["status"] == "ok"
+
+
+def test_scenarios_before_and_after_the_faults_keep_their_results(faulty_run) -> None:
+    for scenario in ("fault.a_before", "fault.h_after"):
+        row = status_of(faulty_run, scenario)
+        assert row["status"] == "ok" and row["repeatable"] is True and row["digest"]
+
+
+SLOW = textwrap.dedent('''
+    import time
+    import torch
+    from audit import scenario
+
+    for index in range(8):
+        def make(index=index):
+            def slow(ctx):
+                time.sleep(0.4)
+                torch.manual_seed(index)
+                return {"x": torch.rand(3)}
+            return slow
+        scenario(f"slow.s{index}", "sleeps, then draws")(make())
+''')
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL of a process group is POSIX")
+def test_a_killed_run_leaves_no_results_file_and_resume_completes_it(tmp_path: Path) -> None:
+    scenarios = tmp_path / "slow.py"
+    scenarios.write_text(SLOW, encoding="utf-8")
+    out = tmp_path / "results"
+    command = [sys.executable, "-m", "audit", "run", "--scenarios", str(scenarios),
+               "--select", "slow.*", "--devices", "cpu", "--out", str(out)]
+    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    journal_rows = 0
+    while time.monotonic() < deadline and journal_rows < 3:
+        time.sleep(0.1)
+        journals = list(out.glob(".*.partial")) if out.exists() else []
+        if journals:
+            journal_rows = len(journals[0].read_text(encoding="utf-8").splitlines())
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 3 <= journal_rows < 8, "the run was not killed half-way"
+    assert list(out.glob("*.jsonl")) == []  # nothing half-written is visible
+    (journal,) = out.glob(".*.partial")
+    kept = [json.loads(line) for line in journal.read_text("utf-8").splitlines()
+            if line.endswith("}")]
+
+    completed = subprocess.run(command + ["--resume"], cwd=ROOT, capture_output=True,
+                               text=True, timeout=300, check=False)
+    assert completed.returncode == 0, completed.stderr
+    rows = read_rows(out)
+    assert sorted(row["scenario"] for row in rows) == [f"slow.s{i}" for i in range(8)]
+    assert all(row["status"] == "ok" for row in rows)
+    for row in kept:  # rows from before the kill are kept as they were, not run again
+        assert row in rows
+    assert not list(out.glob(".*.partial"))
