@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--devices", help="comma-separated devices (default: matrix or cpu,cuda,mps)")
     run.add_argument("--timeout", type=float, help="seconds per scenario before `timeout`")
     run.add_argument("--out", default="results", help="folder for the results file")
+    run.add_argument("--keep-tensors", action="store_true",
+                     help="also store every output's full values under DIR/tensors/ "
+                          "(exact distances in the report)")
     run.add_argument("--resume", action="store_true",
                      help="keep the rows of an interrupted run and run only what is missing")
 

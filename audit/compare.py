@@ -10,6 +10,7 @@ nondeterministic on their setup.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
@@ -64,6 +65,8 @@ def frame(files: Iterable[ResultsFile]) -> pd.DataFrame:
                 "dtype": row.get("dtype"), "sample": row.get("sample"),
                 "env_id": row.get("env_id"), TORCH: str(row.get("torch_version")),
                 DEVICE: str(row.get("device")), PLATFORM: machine, "file": str(item.path),
+                "stored": str(Path(item.path).parent / row["stored"]) if row.get("stored")
+                else None,
             }
             for name, value in settings.items():
                 record[SETTING_PREFIX + name] = str(value)
@@ -128,6 +131,7 @@ class Comparison:
     outputs: list[tuple[str, str]]  # every (scenario, output) that produced a value
     nondeterministic: pd.DataFrame
     problems: pd.DataFrame  # error / timeout / crashed / unavailable / raises-when-det.
+    changelog: list[ChangelogStep] = field(default_factory=list)
 
     def breaks_on(self, key: tuple[str, str]) -> list[str]:
         return [axis for axis in self.axes if key in self.tables[axis].cells
@@ -153,44 +157,97 @@ class DistanceCache:
     def __init__(self) -> None:
         self.known: dict[tuple[str, str], Distance | None] = {}
 
-    def between(self, digest_a: str, sample_a: Any, digest_b: str, sample_b: Any
-                ) -> Distance | None:
+    def between(self, digest_a: str, sample_a: Any, digest_b: str, sample_b: Any,
+                stored_a: str | None = None, stored_b: str | None = None) -> Distance | None:
+        """Exact over the full stored values when both sides kept them, else over samples."""
         key = (digest_a, digest_b)
         if key not in self.known:
-            if not isinstance(sample_a, dict) or not isinstance(sample_b, dict):
+            whole = _stored_sample(sample_a, stored_a), _stored_sample(sample_b, stored_b)
+            if whole[0] is not None and whole[1] is not None:
+                self.known[key] = distance(whole[0], whole[1])
+            elif not isinstance(sample_a, dict) or not isinstance(sample_b, dict):
                 self.known[key] = None
             else:
                 self.known[key] = distance(Sample.from_json(sample_a), Sample.from_json(sample_b))
         return self.known[key]
 
 
+def axis_values(cells: pd.DataFrame, axis: str) -> list[str]:
+    return sorted(cells[axis].dropna().unique(), key=lambda v: value_order(axis, v))
+
+
+def axis_context(axis: str, axes: list[str]) -> list[str]:
+    """Columns held equal while comparing along `axis`."""
+    return ["scenario", "output"] + [other for other in axes
+                                     if other != axis and not _device_specific(axis, other)]
+
+
+def _stored_sample(sample: Any, stored: str | None) -> Sample | None:
+    """The full values kept by `run --keep-tensors`, as a whole-output Sample."""
+    if not stored or not isinstance(sample, dict):
+        return None
+    try:
+        return Sample(sample["dtype"], None, Path(stored).read_bytes())
+    except OSError:
+        return None
+
+
+def compare_pair(cells: pd.DataFrame, axis: str, context: list[str], before: str, after: str,
+                 cache: DistanceCache) -> dict[tuple[str, str], AxisCell]:
+    """Each output at `after` against the same output at `before`, other axes equal."""
+    columns = context + ["digest", "sample", "stored"]
+    left = cells.loc[cells[axis] == before, columns]
+    right = cells.loc[cells[axis] == after, columns]
+    merged = left.merge(right, on=context, suffixes=("_a", "_b"))
+    found: dict[tuple[str, str], AxisCell] = {}
+    pairs = zip(merged["scenario"], merged["output"], merged["digest_a"], merged["sample_a"],
+                merged["digest_b"], merged["sample_b"], merged["stored_a"], merged["stored_b"])
+    for scenario, output, digest_a, sample_a, digest_b, sample_b, stored_a, stored_b in pairs:
+        cell = found.setdefault((scenario, output), AxisCell())
+        cell.groups += 1
+        if digest_a != digest_b:
+            cell.differing += 1
+            cell.worst = worse(cell.worst, cache.between(digest_a, sample_a, digest_b, sample_b,
+                                                         stored_a, stored_b))
+    return found
+
+
 def compare_axis(cells: pd.DataFrame, axis: str, axes: list[str], cache: DistanceCache
                  ) -> AxisTable:
-    """Compare each output's value at every axis value with its value at the reference."""
-    values = sorted(cells[axis].dropna().unique(), key=lambda v: value_order(axis, v))
-    reference = values[0]
-    table = AxisTable(axis=axis, values=values, reference=reference)
-    context = ["scenario", "output"] + [other for other in axes
-                                        if other != axis and not _device_specific(axis, other)]
-    ranked = cells.assign(_rank=cells[axis].map({v: i for i, v in enumerate(values)}))
-    ranked = ranked.sort_values(context + ["_rank"], kind="stable")
-    first = ranked.groupby(context, sort=False, dropna=False).head(1)
-    base = first[context + [axis, "digest", "sample"]].rename(
-        columns={axis: "_ref_value", "digest": "_ref_digest", "sample": "_ref_sample"})
-    merged = ranked.merge(base, on=context, how="inner")
-    merged = merged[merged[axis] != merged["_ref_value"]]
-    columns = zip(merged["scenario"], merged["output"], merged[axis], merged["_ref_value"],
-                  merged["digest"], merged["sample"], merged["_ref_digest"], merged["_ref_sample"])
-    for scenario, output, value, ref_value, digest, sample, ref_digest, ref_sample in columns:
-        row = table.cells.setdefault((scenario, output), {})
-        ref_cell = row.setdefault(ref_value, AxisCell())
-        cell = row.setdefault(value, AxisCell())
-        cell.groups += 1
-        ref_cell.groups += 1
-        if digest != ref_digest:
-            cell.differing += 1
-            cell.worst = worse(cell.worst, cache.between(ref_digest, ref_sample, digest, sample))
+    """Compare each output at every axis value with the same output at the reference value."""
+    values = axis_values(cells, axis)
+    table = AxisTable(axis=axis, values=values, reference=values[0])
+    context = axis_context(axis, axes)
+    for value in values[1:]:
+        for key, cell in compare_pair(cells, axis, context, values[0], value, cache).items():
+            row = table.cells.setdefault(key, {})
+            row[value] = cell
+            reference = row.setdefault(values[0], AxisCell())
+            reference.groups = max(reference.groups, cell.groups)
     return table
+
+
+@dataclass
+class ChangelogStep:
+    """What changed from one torch version to the next."""
+
+    before: str
+    after: str
+    cells: dict[tuple[str, str], AxisCell]
+
+    def changed(self) -> list[tuple[str, str]]:
+        return sorted(key for key, cell in self.cells.items() if cell.differing)
+
+
+def changelog(cells: pd.DataFrame, axes: list[str], cache: DistanceCache
+              ) -> list[ChangelogStep]:
+    """Consecutive torch versions compared pairwise: which outputs changed at each release."""
+    if TORCH not in axes:
+        return []
+    values = axis_values(cells, TORCH)
+    context = axis_context(TORCH, axes)
+    return [ChangelogStep(before, after, compare_pair(cells, TORCH, context, before, after, cache))
+            for before, after in zip(values, values[1:])]
 
 
 def _device_specific(axis: str, other: str) -> bool:
@@ -211,8 +268,9 @@ def compare(files: Iterable[ResultsFile]) -> Comparison:
     axes = axes_of(comparable)
     cache = DistanceCache()
     tables = {axis: compare_axis(comparable, axis, axes, cache) for axis in axes}
+    steps = changelog(comparable, axes, cache)
     outputs = sorted({(s, o) for s, o in zip(with_value["scenario"], with_value["output"])})
     nondeterministic = with_value[with_value["repeatable"] == False]  # noqa: E712
     problems = data[data["status"] != "ok"]
     return Comparison(data=data, axes=axes, tables=tables, outputs=outputs,
-                      nondeterministic=nondeterministic, problems=problems)
+                      nondeterministic=nondeterministic, problems=problems, changelog=steps)

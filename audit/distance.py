@@ -267,6 +267,21 @@ def _unpack(data: bytes, fmt: _Format) -> np.ndarray:
     return raw.astype(np.uint64).reshape(-1, fmt.parts)
 
 
+def values(sample: Sample) -> np.ndarray | None:
+    """The kept values as float64 (complex: shape (n, 2)); None for opaque or unknown dtypes.
+
+    Used to check printed reference values, which are decimal numbers, not bits.
+    """
+    fmt = FORMATS.get(_canonical(sample.dtype))
+    if fmt is None or fmt.kind == "bits":
+        return None
+    if fmt.kind != "float":  # integers and bools: read the bytes as what they are
+        signed = "u" if fmt.order is _unsigned else "i"
+        return np.frombuffer(sample.data, dtype=f"<{signed}{fmt.width // 8}").astype(np.float64)
+    decoded = np.asarray(fmt.decode(_unpack(sample.data, fmt)), dtype=np.float64)  # type: ignore[misc]
+    return decoded if fmt.parts > 1 else decoded[:, 0]
+
+
 # --- the comparison ---------------------------------------------------------------------
 
 def distance(a: Sample, b: Sample) -> Distance:

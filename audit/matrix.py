@@ -6,7 +6,9 @@ silently smaller audit. This module imports no torch: noxfile.py reads matrices 
 
 from __future__ import annotations
 
+import math
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +81,13 @@ def _check_keys(table: Any, allowed: set[str], where: str) -> dict[str, Any]:
     return table
 
 
+def _resolve(folder: Path, name: str, where: str) -> str:
+    try:
+        return str((folder / name).resolve())
+    except (OSError, ValueError) as error:  # a NUL byte, a symlink loop
+        raise UserError(f"{where}: {name!r} is not a usable path ({error})") from None
+
+
 def parse_torch(entry: Any, where: str) -> TorchVersion:
     entry = _check_keys(entry, TORCH_KEYS, where)
     version = entry.get("version")
@@ -114,6 +123,10 @@ def load(path: str | Path) -> Matrix:
         raise UserError(f"{file}: not a text file") from None
     except tomllib.TOMLDecodeError as error:
         raise UserError(f"{file}: not valid TOML: {error}") from None
+    except OSError as error:  # a folder, no permission, ...
+        raise UserError(f"{file}: cannot read the matrix file: {error.strerror or error}") from None
+    except ValueError as error:  # a path with a NUL byte
+        raise UserError(f"{str(file)!r}: not a usable path: {error}") from None
     where = str(file)
     _check_keys(data, TOP_KEYS, where)
     audit = _check_keys(data.get("audit", {}), AUDIT_KEYS, f"{where}: [audit]")
@@ -123,8 +136,10 @@ def load(path: str | Path) -> Matrix:
             raise UserError(f"{where}: audit.devices: unknown device {device!r} "
                             f"(known: {', '.join(KNOWN_DEVICES)})")
     timeout = audit.get("timeout", 300.0)
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
-        raise UserError(f"{where}: audit.timeout must be a positive number of seconds")
+    if (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+            or not math.isfinite(timeout) or not 0 < timeout <= threading.TIMEOUT_MAX):
+        raise UserError(f"{where}: audit.timeout must be a positive number of seconds, "
+                        f"not {timeout!r}")
     settings = data.get("settings", {})
     if not isinstance(settings, dict):
         raise UserError(f"{where}: [settings] must be a table")
@@ -132,11 +147,14 @@ def load(path: str | Path) -> Matrix:
     if not isinstance(entries, list):
         raise UserError(f"{where}: torch must be an array of tables ([[torch]])")
     versions = tuple(parse_torch(entry, f"{where}: torch[{i}]") for i, entry in enumerate(entries))
-    labels = [version.label for version in versions]
-    if len(set(labels)) != len(labels):
-        raise UserError(f"{where}: a torch version is listed twice")
+    seen: dict[str, int] = {}
+    for index, version in enumerate(versions):
+        if version.label in seen:
+            raise UserError(f"{where}: torch[{index}]: version {version.version!r} is listed "
+                            f"twice (also torch[{seen[version.label]}])")
+        seen[version.label] = index
     scenario_files = tuple(
-        str((file.parent / name).resolve())
+        _resolve(file.parent, name, f"{where}: audit.scenario_files")
         for name in _strings(audit.get("scenario_files", []), f"{where}: audit.scenario_files")
     )
     return Matrix(

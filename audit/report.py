@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
@@ -27,7 +28,9 @@ from audit.compare import (
     compare,
     value_order,
 )
+from audit.distance import values
 from audit.results import ResultsFile, read_all
+from audit.sample import Sample
 
 LIST_LIMIT = 6  # names shown before "and N more"
 
@@ -189,6 +192,65 @@ def context_label(record: pd.Series, columns: list[str]) -> str:
     return " ".join(parts)
 
 
+def changelog_section(result: Comparison) -> list[str]:
+    """Release by release: which outputs changed from one torch version to the next."""
+    if not result.changelog:
+        return []
+    lines = ["## Changelog across torch versions", "",
+             "Each torch version against the one before it, every other axis held equal.", ""]
+    rows = []
+    for step in result.changelog:
+        changed = step.changed()
+        lines.append(f"- **{escape(step.before)} → {escape(step.after)}**: {len(changed)} of "
+                     f"{len(step.cells)} outputs changed")
+        for key in changed:
+            cell = step.cells[key]
+            rows.append([f"{escape(step.before)} → {escape(step.after)}", escape(key[0]),
+                         escape(key[1]), cell_text(cell, False).replace("**differs**", "changed")])
+    lines.append("")
+    if rows:
+        lines += [table(["release", "scenario", "output", "how far"], rows), ""]
+    return lines
+
+
+def references_section(files: list[ResultsFile], result: Comparison) -> list[str]:
+    """Do published values (a tutorial's printed tensor) still come out, and where?"""
+    references: dict[tuple[str, str], dict[str, Any]] = {}
+    for item in files:
+        for scenario, outputs in (item.header.get("references") or {}).items():
+            for output, reference in outputs.items():
+                references[(scenario, output)] = reference
+    if not references:
+        return []
+    lines = ["## Published reference values", "",
+             "Values printed in a public source, compared at their printed precision.", ""]
+    rows = []
+    data = result.data
+    for (scenario, output), reference in sorted(references.items()):
+        found = data[(data["scenario"] == scenario) & (data["output"] == output)
+                     & (data["status"] == "ok")]
+        good, bad = set(), set()
+        for _, record in found.iterrows():
+            label = f"torch {record[TORCH]} {record[DEVICE]}"
+            (good if reproduces(record["sample"], reference) else bad).add(label)
+        rows.append([escape(scenario), escape(output), escape(reference.get("source", "")),
+                     short_list(good) or "none", short_list(bad) or "none"])
+    return lines + [table(["scenario", "output", "source", "reproduces in",
+                           "does not reproduce in"], rows), ""]
+
+
+def reproduces(sample_json: Any, reference: dict[str, Any]) -> bool:
+    """True when the output, rounded as printed, equals the published values."""
+    if not isinstance(sample_json, dict) or sample_json.get("index") is not None:
+        return False
+    kept = values(Sample.from_json(sample_json))
+    printed = np.asarray(reference.get("values", []), dtype=np.float64).reshape(-1)
+    if kept is None or kept.shape != printed.shape:
+        return False
+    tolerance = 0.5 * 10.0 ** -int(reference.get("decimals", 4)) + 1e-12
+    return bool(np.all(np.abs(kept - printed) <= tolerance))
+
+
 def nondeterministic_section(result: Comparison) -> list[str]:
     lines = ["## Nondeterministic run to run", ""]
     data = result.nondeterministic
@@ -239,6 +301,8 @@ def render(files: list[ResultsFile]) -> str:
     lines += environments_section(files)
     lines += summary_section(result)
     lines += family_section(result)
+    lines += references_section(files, result)
+    lines += changelog_section(result)
     for axis in sorted(result.axes, key=_axis_order):
         lines += axis_section(result.tables[axis], descriptions)
     lines += nondeterministic_section(result)

@@ -31,10 +31,13 @@ ROW_KEYS = (
     "settings", "env_id", "error", "dtype", "shape", "kind", "sample",
 )
 
+# Keys a row may carry: run time, settings as requested, the stored full values' file name.
+OPTIONAL_KEYS = ("seconds", "requested", "stored")
+
 
 def make_row(**values: Any) -> dict[str, Any]:
     """A row with every key of the schema present, in schema order."""
-    unknown = set(values) - set(ROW_KEYS) - {"seconds", "requested"}
+    unknown = set(values) - set(ROW_KEYS) - set(OPTIONAL_KEYS)
     if unknown:
         raise ValueError(f"unknown row keys: {sorted(unknown)}")
     if values.get("status") not in STATUSES:
@@ -42,7 +45,7 @@ def make_row(**values: Any) -> dict[str, Any]:
     row: dict[str, Any] = {"record": ROW}
     for key in ROW_KEYS:
         row[key] = values.get(key)
-    for key in ("seconds", "requested"):
+    for key in OPTIONAL_KEYS:
         if key in values:
             row[key] = values[key]
     return row
@@ -85,58 +88,107 @@ class ResultsFile:
     header: dict[str, Any]
     rows: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # "file:line: why"
+    unreadable: str | None = None  # why the whole file was skipped, None when it was read
+
+
+def _header_problem(record: dict[str, Any]) -> str | None:
+    schema = record.get("schema")
+    if isinstance(schema, bool) or not isinstance(schema, int) or schema < 1:
+        return f"a header with no valid schema version ({schema!r})"
+    if not isinstance(record.get("environment", {}), dict):
+        return "a header whose environment is not an object"
+    return None
+
+
+def _row_problem(record: dict[str, Any]) -> str | None:
+    """Why a row cannot be used, or None: what the report groups by must have its type."""
+    status = record.get("status")
+    if not isinstance(status, str) or status not in STATUSES:
+        return f"unknown status {status!r}"
+    scenario = record.get("scenario")
+    if not isinstance(scenario, str) or not scenario:
+        return f"no scenario name ({scenario!r})"
+    for key, kinds in (("output", (str, type(None))), ("digest", (str, type(None))),
+                       ("device", (str, type(None))), ("settings", (dict, type(None)))):
+        if not isinstance(record.get(key), kinds):
+            return f"a row whose {key!r} is a {type(record.get(key)).__name__}"
+    return None
+
+
+def _read(path: Path) -> ResultsFile:
+    """Read one file; what could not be used is in `skipped` / `unreadable`, nothing raises."""
+    header: dict[str, Any] | None = None
+    result = ResultsFile(path=path, header={})
+    try:
+        # newline="\n": a stray "\r" in a corrupt line must not split it (line numbers);
+        # utf-8-sig: a byte order mark left by an editor is not part of the header.
+        with open(path, encoding="utf-8-sig", errors="replace", newline="\n") as stream:
+            for number, line in enumerate(stream, start=1):
+                if not line.strip():
+                    continue
+                problem = None
+                try:
+                    record = json.loads(line)
+                except (ValueError, RecursionError):
+                    record, problem = None, "not valid JSON (truncated or corrupt line)"
+                if problem is None and not isinstance(record, dict):
+                    problem = "not a JSON object"
+                elif problem is None and record.get("record") == HEADER:
+                    schema = record.get("schema")
+                    if header is not None:
+                        problem = "a second header"
+                    elif (isinstance(schema, int) and not isinstance(schema, bool)
+                            and schema > SCHEMA):
+                        result.unreadable = (f"schema version {schema} (line {number}) is newer "
+                                             f"than this reader's {SCHEMA}: upgrade repro-audit")
+                        return result
+                    else:
+                        problem = _header_problem(record)
+                        if problem is None:
+                            header = record
+                            result.header = record
+                elif problem is None and record.get("record") == ROW:
+                    if header is None:
+                        problem = "a row before the file's header"
+                    else:
+                        problem = _row_problem(record)
+                        if problem is None:
+                            result.rows.append(record)
+                elif problem is None:
+                    problem = "not a repro-audit record"
+                if problem:
+                    result.skipped.append(f"{path}:{number}: {problem}")
+    except OSError as error:
+        result.unreadable = f"cannot read it: {error.strerror or error}"
+        return result
+    if header is None:
+        result.unreadable = "no repro-audit header (not a repro-audit results file?)"
+    return result
 
 
 def read_file(path: Path, warn: bool = True) -> ResultsFile | None:
     """Read one results file; corrupt or foreign lines are skipped with a file:line warning.
 
-    Returns None (with a warning) when the file has no readable header at all.
+    Returns None (with one warning) when the file has no readable header at all, or a
+    header of a newer schema than this reader knows.
     """
-    header: dict[str, Any] | None = None
-    result = ResultsFile(path=path, header={})
-    with open(path, encoding="utf-8", errors="replace") as stream:
-        for number, line in enumerate(stream, start=1):
-            if not line.strip():
-                continue
-            problem = None
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record, problem = None, "not valid JSON (truncated or corrupt line)"
-            if problem is None and not isinstance(record, dict):
-                problem = "not a JSON object"
-            elif problem is None and record.get("record") == HEADER:
-                schema = record.get("schema")
-                if not isinstance(schema, int) or schema > SCHEMA:
-                    problem = f"schema version {schema!r} is newer than this reader's {SCHEMA}"
-                elif header is not None:
-                    problem = "a second header"
-                else:
-                    header = record
-                    result.header = record
-            elif problem is None and record.get("record") == ROW:
-                if header is None:
-                    problem = "a row before the file's header"
-                elif record.get("status") not in STATUSES or not record.get("scenario"):
-                    problem = f"unknown status {record.get('status')!r} or no scenario"
-                else:
-                    result.rows.append(record)
-            elif problem is None:
-                problem = "not a repro-audit record"
-            if problem:
-                result.skipped.append(f"{path}:{number}: {problem}")
+    result = _read(Path(path))
     if warn:
-        for message in result.skipped:
-            print(f"warning: skipped {message}", file=sys.stderr)
-    if header is None:
-        if warn:
-            print(f"warning: skipped {path}: no repro-audit header", file=sys.stderr)
-        return None
-    return result
+        _warn(result)
+    return None if result.unreadable else result
+
+
+def _warn(result: ResultsFile) -> None:
+    if result.unreadable:  # one line for the file, not one per line of a foreign file
+        print(f"warning: skipped {result.path}: {result.unreadable}", file=sys.stderr)
+        return
+    for message in result.skipped:
+        print(f"warning: skipped {message}", file=sys.stderr)
 
 
 def expand(paths: Iterable[str]) -> list[Path]:
     """Results files named by files, folders (searched recursively) and globs."""
+    paths = list(paths)
     found: list[Path] = []
     for text in paths:
         matches = sorted(glob.glob(text, recursive=True)) if glob.has_magic(text) else [text]
@@ -145,7 +197,8 @@ def expand(paths: Iterable[str]) -> list[Path]:
         for match in matches:
             candidate = Path(match)
             if candidate.is_dir():
-                found.extend(sorted(candidate.rglob("*.jsonl")))
+                found.extend(sorted(item for item in candidate.rglob("*.jsonl")
+                                    if item.is_file()))
             elif candidate.is_file():
                 found.append(candidate)
             else:
@@ -157,10 +210,20 @@ def expand(paths: Iterable[str]) -> list[Path]:
 
 
 def read_all(paths: Iterable[str]) -> list[ResultsFile]:
-    """Every readable results file under `paths` (a UserError when none is readable)."""
-    files = [item for item in (read_file(path) for path in expand(paths)) if item is not None]
+    """Every readable results file under `paths` (a UserError when none is readable).
+
+    When none is readable the error alone says why (one line), without a warning per file.
+    """
+    paths = list(paths)
+    results = [_read(path) for path in expand(paths)]
+    files = [item for item in results if not item.unreadable]
     if not files:
-        raise UserError(f"{', '.join(paths)}: no readable repro-audit results")
+        first = results[0]
+        more = f" (and {len(results) - 1} more files)" if len(results) > 1 else ""
+        raise UserError(f"{', '.join(paths)}: no readable repro-audit results: "
+                        f"{first.path}: {first.unreadable}{more}")
+    for item in results:
+        _warn(item)
     return files
 
 

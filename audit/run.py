@@ -30,6 +30,7 @@ class RunOptions:
     timeout: float = 300.0
     out: Path = Path("results")
     resume: bool = False
+    keep_tensors: bool = False
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> RunOptions:
@@ -38,7 +39,8 @@ class RunOptions:
         from audit import settings as settings_module
         from audit.devices import KNOWN_DEVICES
 
-        options = cls(out=Path(args.out), resume=bool(getattr(args, "resume", False)))
+        options = cls(out=Path(args.out), resume=bool(getattr(args, "resume", False)),
+                      keep_tensors=bool(getattr(args, "keep_tensors", False)))
         if args.matrix:
             loaded = matrix_module.load(args.matrix)
             options.select = list(loaded.select)
@@ -115,7 +117,8 @@ def run_audit(options: RunOptions) -> str:
         journal.unlink(missing_ok=True)
     done = {unit_key(row) for row in previous}
     plan = Plan(scenarios=scenarios, devices=options.devices, settings=options.settings,
-                scenario_files=options.scenario_files, timeout=options.timeout)
+                scenario_files=options.scenario_files, timeout=options.timeout,
+                keep_tensors=str((out / "tensors").resolve()) if options.keep_tensors else None)
     device_reasons = {device: device_status(device) for device in options.devices}
     progress = Progress()
     with open(journal, "a", encoding="utf-8", newline="\n") as stream:
@@ -130,7 +133,8 @@ def run_audit(options: RunOptions) -> str:
         rows = previous + runner.run(device_reasons)
     progress.close()
     header = make_header(environment, identity, devices={d: r for d, r in device_reasons.items()},
-                         selection=[s.name for s in scenarios], settings=options.settings)
+                         selection=[s.name for s in scenarios], settings=options.settings,
+                         references={s.name: s.references for s in scenarios if s.references})
     write_atomic(final, header, sorted(rows, key=_row_order))
     journal.unlink(missing_ok=True)
     counts = Counter(row["status"] for row in rows)

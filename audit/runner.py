@@ -41,6 +41,7 @@ class Plan:
     settings: dict[str, list[str]]
     scenario_files: list[str] = field(default_factory=list)
     timeout: float = DEFAULT_TIMEOUT
+    keep_tensors: str | None = None  # folder for full output bytes (exact distances)
 
 
 @dataclass
@@ -176,7 +177,7 @@ class Runner:
             else:
                 environ[name] = value
         job = {"units": [unit.job() for unit in units], "scenario_files": self.plan.scenario_files,
-               "process_settings": combo}
+               "process_settings": combo, "keep_tensors": self.plan.keep_tensors}
         by_id = {unit.id: unit for unit in units}
         stderr_file = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 - closed after wait()
         child = subprocess.Popen(

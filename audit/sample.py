@@ -42,7 +42,7 @@ class Sample:
 
 def sample_positions(numel: int) -> list[int] | None:
     """Flat positions sampled from an output of `numel` elements (None: keep it whole)."""
-    if numel <= WHOLE_UP_TO:
+    if numel < WHOLE_UP_TO:
         return None
     return sorted({int(round(i)) for i in np.linspace(0, numel - 1, SAMPLE_SIZE)})
 

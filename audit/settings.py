@@ -17,6 +17,7 @@ from audit.errors import UserError
 PROCESS = "process"
 RUN = "run"
 NOT_APPLICABLE = "n/a"
+MAX_THREADS = 65536  # more is surely a typo (torch.set_num_threads takes a C int)
 
 
 @dataclass(frozen=True)
@@ -36,10 +37,13 @@ class Setting:
         """The canonical spelling of `value`, or a UserError naming `origin` and the value."""
         text = str(value).strip().lower()
         if self.values is None:
-            if text.isdigit() and int(text) > 0:
+            # ASCII only: "²".isdigit() is true but int("²") fails.
+            if (text.isascii() and text.isdigit() and len(text) <= 9
+                    and 0 < int(text) <= MAX_THREADS):
                 return str(int(text))
             raise UserError(
-                f"{origin}: setting {self.name!r} takes a positive integer, not {value!r}")
+                f"{origin}: setting {self.name!r} takes a positive integer "
+                f"(1 to {MAX_THREADS}), not {value!r}")
         if text not in self.values:
             allowed = ", ".join(self.values)
             raise UserError(
@@ -169,14 +173,27 @@ def _tf32_effective(_: str) -> str:
     return "on" if torch.backends.cuda.matmul.allow_tf32 else "off"
 
 
+def _flush_denormal_enabled() -> bool:
+    """Whether denormals are flushed now: torch has no getter, so probe the smallest one."""
+    import torch
+
+    smallest = torch.tensor([1], dtype=torch.int32).view(torch.float32)
+    return int((smallest * 2).view(torch.int32).item()) == 0
+
+
 def _apply_flush_denormal(value: str) -> Callable[[], None]:
     import torch
 
+    before = _flush_denormal_enabled()
     if not torch.set_flush_denormal(value == "on") and value == "on":
         from audit.scenarios.registry import Unavailable
 
         raise Unavailable("this CPU does not support flushing denormals (no SSE3)")
-    return lambda: torch.set_flush_denormal(False)
+    return lambda: torch.set_flush_denormal(before)
+
+
+def _flush_denormal_effective(_: str) -> str:
+    return "on" if _flush_denormal_enabled() else "off"
 
 
 def _apply_default_dtype(value: str) -> Callable[[], None]:
@@ -220,7 +237,8 @@ SETTINGS: dict[str, Setting] = {
         Setting("mkldnn", RUN, ("on", "off"), "torch.backends.mkldnn.enabled (oneDNN kernels)",
                 devices=("cpu",), apply=_mkldnn_apply, effective=_mkldnn_effective),
         Setting("flush_denormal", RUN, ("off", "on"), "torch.set_flush_denormal",
-                devices=("cpu",), apply=_apply_flush_denormal),
+                devices=("cpu",), apply=_apply_flush_denormal,
+                effective=_flush_denormal_effective),
         Setting("default_dtype", RUN, ("float32", "float64"), "torch.set_default_dtype",
                 apply=_apply_default_dtype, effective=_default_dtype_effective),
     ]

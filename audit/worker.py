@@ -15,6 +15,7 @@ import random
 import sys
 import time
 import traceback
+from pathlib import Path
 from typing import Any, Callable, TextIO
 
 # Words torch uses when an op has no deterministic implementation and determinism is on.
@@ -46,22 +47,43 @@ def run_once(function: Callable[[Any], Any], context: Any, name: str) -> dict[st
     return flatten_outputs(name, function(context))
 
 
-def describe_outputs(outputs: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """Digest, dtype, shape, kind and value sample of each output."""
-    from audit.hashing import digest, dtype_name, tensor_parts
-    from audit.sample import take_sample
+def describe_outputs(outputs: dict[str, Any], keep: str | None = None
+                     ) -> dict[str, dict[str, Any]]:
+    """Digest, dtype, shape, kind and value sample of each output (bytes extracted once).
+
+    With `keep` (a folder), the values' full bytes are stored there too, named by digest,
+    so a report can give exact distances for outputs larger than a sample.
+    """
+    from audit.hashing import digest_parts, dtype_name, tensor_parts
+    from audit.sample import sample_of_parts, values_part
 
     described = {}
     for output, tensor in outputs.items():
-        kind, _ = tensor_parts(tensor)
+        kind, parts = tensor_parts(tensor)
+        dtype, shape = dtype_name(tensor.dtype), tuple(tensor.shape)
         described[output] = {
-            "digest": digest(tensor),
-            "dtype": dtype_name(tensor.dtype),
-            "shape": list(tensor.shape),
+            "digest": digest_parts(kind, dtype, shape, parts),
+            "dtype": dtype,
+            "shape": list(shape),
             "kind": kind,
-            "sample": take_sample(tensor).to_json(),
+            "sample": sample_of_parts(parts).to_json(),
         }
+        if keep is not None:
+            described[output]["stored"] = store_values(Path(keep), described[output]["digest"],
+                                                       values_part(parts).data)
     return described
+
+
+def store_values(folder: Path, digest: str, data: Any) -> str:
+    """Write the bytes once per digest (content-addressed), atomically; returns the name."""
+    name = f"{digest[:32]}.bin"
+    target = folder / name
+    if not target.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        temporary = folder / f".{name}.{os.getpid()}.tmp"
+        temporary.write_bytes(memoryview(data))
+        os.replace(temporary, target)
+    return f"{folder.name}/{name}"
 
 
 class Worker:
@@ -123,7 +145,7 @@ class Worker:
                 second, second_error = None, _describe(error)
             else:
                 second_error = None
-            return self.rows_for(first, second, second_error)
+            return self.rows_for(first, second, second_error, self.job.get("keep_tensors"))
         except Unavailable as reason:
             return [{"output": None, "status": "unavailable", "error": str(reason)}]
         except Exception as error:  # noqa: BLE001 - a scenario's failure is a result, not a crash
@@ -142,8 +164,8 @@ class Worker:
 
     @staticmethod
     def rows_for(first: dict[str, Any], second: dict[str, Any] | None,
-                 second_error: str | None) -> list[dict[str, Any]]:
-        described = describe_outputs(first)
+                 second_error: str | None, keep: str | None = None) -> list[dict[str, Any]]:
+        described = describe_outputs(first, keep)
         again = describe_outputs(second) if second is not None else {}
         rows = []
         for output, values in described.items():
