@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from audit.hashing import tensor_parts
+from audit.hashing import Part, tensor_parts
 
 WHOLE_UP_TO = 256
 SAMPLE_SIZE = 256
@@ -42,7 +42,7 @@ class Sample:
 
 def sample_positions(numel: int) -> list[int] | None:
     """Flat positions sampled from an output of `numel` elements (None: keep it whole)."""
-    if numel < WHOLE_UP_TO:
+    if numel <= WHOLE_UP_TO:
         return None
     return sorted({int(round(i)) for i in np.linspace(0, numel - 1, SAMPLE_SIZE)})
 
@@ -50,7 +50,17 @@ def sample_positions(numel: int) -> list[int] | None:
 def take_sample(tensor: Any) -> Sample:
     """The sample of a tensor's values part (values of sparse, int_repr of quantized)."""
     _, parts = tensor_parts(tensor)
-    part = parts[-1] if parts[0].name == "indices" else parts[0]
+    return sample_of_parts(parts)
+
+
+def values_part(parts: list[Part]) -> Part:
+    """The part that holds the values: sparse values, a quantized int_repr, dense bytes."""
+    return parts[-1] if parts[0].name == "indices" else parts[0]
+
+
+def sample_of_parts(parts: list[Part]) -> Sample:
+    """The sample of already extracted parts (the worker extracts them once per output)."""
+    part = values_part(parts)
     width = part.data.nbytes // max(1, _numel(part.shape))
     positions = sample_positions(_numel(part.shape))
     if positions is None:
