@@ -29,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="scenario names to run, e.g. 'rng.*' (repeatable; default: all)")
     run.add_argument("--settings", action="append", default=[], metavar="NAME=V1,V2",
                      help="settings to vary, e.g. threads=1,2 (repeatable)")
+    run.add_argument("--shard", metavar="I/N",
+                     help="run only shard I of N of the selection (CI jobs split a suite)")
     run.add_argument("--devices", help="comma-separated devices (default: matrix or cpu,cuda,mps)")
     run.add_argument("--timeout", type=float, help="seconds per scenario before `timeout`")
     run.add_argument("--out", default="results", help="folder for the results file")

@@ -132,6 +132,7 @@ class Comparison:
     nondeterministic: pd.DataFrame
     problems: pd.DataFrame  # error / timeout / crashed / unavailable / raises-when-det.
     changelog: list[ChangelogStep] = field(default_factory=list)
+    conflicts: pd.DataFrame | None = None  # one environment, one cell, several digests
 
     def breaks_on(self, key: tuple[str, str]) -> list[str]:
         return [axis for axis in self.axes if key in self.tables[axis].cells
@@ -258,11 +259,26 @@ def _device_specific(axis: str, other: str) -> bool:
     return setting is not None and setting.devices is not None
 
 
+def find_conflicts(cells: pd.DataFrame, axis_columns: list[str]) -> pd.DataFrame:
+    """Cells that one environment reported with different digests (in different files).
+
+    Identical rows from several copies of one file are merged silently; disagreeing ones
+    mean a results file is stale or the environment record misses what changed.
+    """
+    key = ["env_id", "scenario", "output"] + axis_columns
+    counts = cells.groupby(key, dropna=False)["digest"].transform("nunique")
+    found = cells[counts > 1]
+    return (found.groupby(["env_id", "scenario", "output"], sort=True)
+            .agg(digests=("digest", "nunique"), files=("file", lambda f: sorted(set(f))))
+            .reset_index())
+
+
 def compare(files: Iterable[ResultsFile]) -> Comparison:
     data = frame(files)
     with_value = data[(data["status"] == "ok") & data["output"].notna()]
     comparable = with_value[with_value["repeatable"] == True]  # noqa: E712 - pandas mask
     axis_columns = [TORCH, DEVICE, PLATFORM] + setting_columns(data)
+    conflicts = find_conflicts(comparable, axis_columns)
     comparable = comparable.drop_duplicates(
         subset=["scenario", "output", "digest"] + axis_columns)
     axes = axes_of(comparable)
@@ -273,4 +289,5 @@ def compare(files: Iterable[ResultsFile]) -> Comparison:
     nondeterministic = with_value[with_value["repeatable"] == False]  # noqa: E712
     problems = data[data["status"] != "ok"]
     return Comparison(data=data, axes=axes, tables=tables, outputs=outputs,
-                      nondeterministic=nondeterministic, problems=problems, changelog=steps)
+                      nondeterministic=nondeterministic, problems=problems, changelog=steps,
+                      conflicts=conflicts)

@@ -251,6 +251,19 @@ def reproduces(sample_json: Any, reference: dict[str, Any]) -> bool:
     return bool(np.all(np.abs(kept - printed) <= tolerance))
 
 
+def conflicts_section(result: Comparison) -> list[str]:
+    if result.conflicts is None or result.conflicts.empty:
+        return []
+    rows = [[escape(record.env_id), escape(record.scenario), escape(record.output),
+             str(record.digests), short_list(Path(f).name for f in record.files)]
+            for record in result.conflicts.itertuples(index=False)]
+    return ["## Conflicting results", "",
+            "The same environment reported different digests for the same cell in different "
+            "files: one of them is stale, or something that changes results is not recorded "
+            "in the environment. These cells are compared with every digest they have.", "",
+            table(["env-id", "scenario", "output", "digests", "files"], rows), ""]
+
+
 def nondeterministic_section(result: Comparison) -> list[str]:
     lines = ["## Nondeterministic run to run", ""]
     data = result.nondeterministic
@@ -300,6 +313,7 @@ def render(files: list[ResultsFile]) -> str:
     ]
     lines += environments_section(files)
     lines += summary_section(result)
+    lines += conflicts_section(result)
     lines += family_section(result)
     lines += references_section(files, result)
     lines += changelog_section(result)

@@ -31,6 +31,7 @@ class RunOptions:
     out: Path = Path("results")
     resume: bool = False
     keep_tensors: bool = False
+    shard: tuple[int, int] | None = None  # (i, n), 1-based
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace) -> RunOptions:
@@ -58,11 +59,34 @@ class RunOptions:
                 if device not in KNOWN_DEVICES:
                     raise UserError(f"--devices: unknown device {device!r} "
                                     f"(known: {', '.join(KNOWN_DEVICES)})")
+        if getattr(args, "shard", None):
+            options.shard = parse_shard(args.shard)
         if args.timeout is not None:
             if args.timeout <= 0:
                 raise UserError("--timeout must be a positive number of seconds")
             options.timeout = args.timeout
         return options
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'2/5' -> (2, 5); anything else is a one-line error."""
+    index, sep, count = text.partition("/")
+    if sep and index.strip().isdigit() and count.strip().isdigit():
+        i, n = int(index), int(count)
+        if n >= 1 and 1 <= i <= n:
+            return i, n
+    raise UserError(f"--shard {text!r}: expected I/N with 1 <= I <= N, e.g. 2/4")
+
+
+def shard_of(names: list[str], shard: tuple[int, int] | None) -> list[str]:
+    """Shard i of n: every n-th name of the sorted selection, starting at the i-th.
+
+    Shards 1..n partition the selection exactly and stay balanced in count.
+    """
+    if shard is None:
+        return names
+    index, count = shard
+    return [name for position, name in enumerate(sorted(names)) if position % count == index - 1]
 
 
 def unit_key(row: dict[str, Any]) -> str:
@@ -71,8 +95,9 @@ def unit_key(row: dict[str, Any]) -> str:
     return json.dumps([row["scenario"], row["device"], requested], sort_keys=True)
 
 
-def results_name(torch_version: str, env_id: str) -> str:
-    return f"torch-{torch_version.replace('+', '_')}-{env_id}.jsonl"
+def results_name(torch_version: str, env_id: str, shard: tuple[int, int] | None = None) -> str:
+    suffix = f"-shard{shard[0]}of{shard[1]}" if shard else ""
+    return f"torch-{torch_version.replace('+', '_')}-{env_id}{suffix}.jsonl"
 
 
 def read_journal(path: Path) -> list[dict[str, Any]]:
@@ -105,11 +130,13 @@ def run_audit(options: RunOptions) -> str:
     for path in options.scenario_files:
         registry.load_file(path)
     scenarios = registry.select(options.select)
+    chosen = set(shard_of([item.name for item in scenarios], options.shard))
+    scenarios = [item for item in scenarios if item.name in chosen]
     environment = collect()
     identity = env_id(environment)
     out = options.out
     out.mkdir(parents=True, exist_ok=True)
-    final = out / results_name(torch.__version__, identity)
+    final = out / results_name(torch.__version__, identity, options.shard)
     journal = out / f".{final.name}.partial"
 
     previous = read_journal(journal) if options.resume else []
