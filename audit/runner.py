@@ -73,11 +73,14 @@ def unavailable_reason(scenario: Scenario, device: str, device_reasons: dict[str
 
 
 def scenario_devices(scenario: Scenario, devices: list[str]) -> list[str]:
-    """The devices a scenario is audited on: the run's, limited by what it declares."""
+    """The devices a scenario is audited on: the run's, limited by what it declares.
+
+    A scenario for devices outside the run (a cuda-only one in a `--devices cpu` run) is
+    not planned: the user did not ask for that device.
+    """
     if scenario.devices is None:
         return list(devices)
-    chosen = [device for device in devices if device in scenario.devices]
-    return chosen or [scenario.devices[0]]
+    return [device for device in devices if device in scenario.devices]
 
 
 class Runner:

@@ -148,6 +148,9 @@ class Worker:
             return self.rows_for(first, second, second_error, self.job.get("keep_tensors"))
         except Unavailable as reason:
             return [{"output": None, "status": "unavailable", "error": str(reason)}]
+        except NotImplementedError as error:  # an op this device or build lacks
+            return [{"output": None, "status": "unavailable",
+                     "error": f"not implemented here: {_describe(error)}"}]
         except Exception as error:  # noqa: BLE001 - a scenario's failure is a result, not a crash
             status = "error"
             if unit["run_settings"].get("deterministic") in ("on",) and any(

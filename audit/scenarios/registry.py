@@ -12,6 +12,7 @@ import fnmatch
 import importlib
 import importlib.util
 import sys
+import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
@@ -19,7 +20,7 @@ from typing import Any, Callable, Iterable, Mapping
 from audit.errors import UserError
 
 ScenarioFunction = Callable[[Any], Any]
-
+USER_MODULE_PREFIX = "audit_user_scenarios_"  # modules load_file makes from user files
 
 
 class Unavailable(Exception):
@@ -74,9 +75,8 @@ def scenario(
         existing = _REGISTRY.get(name)
         source = getattr(function, "__module__", "")
         if existing is not None and existing.source != source:
-            raise UserError(
-                f"scenario {name!r} is defined twice: in {existing.source} and in {source}"
-            )
+            raise UserError(f"scenario {name!r} is defined twice: in {_origin(existing.source)} "
+                            f"and in {_origin(source)}")
         _REGISTRY[name] = Scenario(
             name=name,
             function=function,
@@ -116,12 +116,34 @@ def load_builtin() -> None:
                 raise
 
 
+def _origin(source: str) -> str:
+    """A module name as the user knows it: the file path for a user scenario file."""
+    if source.startswith(USER_MODULE_PREFIX):
+        return str(getattr(sys.modules.get(source), "__file__", None) or source)
+    return source
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _line_in(file: Path, error: BaseException) -> str:
+    """':N', N the deepest line of `file` in the error's traceback ('' when it is not there)."""
+    numbers = [frame.lineno for frame in traceback.extract_tb(error.__traceback__)
+               if frame.filename == str(file)]
+    return f":{numbers[-1]}" if numbers else ""
+
+
 def load_file(path: str | Path) -> None:
-    """Import a user's scenario file from its path (it is code: it runs as the user)."""
+    """Import a user's scenario file from its path (it is code: it runs as the user).
+
+    Any failure is a UserError of one line naming the file (and the line where known).
+    """
     file = Path(path)
     if not file.is_file():
         raise UserError(f"{file}: scenario file not found")
-    module_name = f"audit_user_scenarios_{abs(hash(str(file.resolve())))}"
+    module_name = f"{USER_MODULE_PREFIX}{abs(hash(str(file.resolve())))}"
     spec = importlib.util.spec_from_file_location(module_name, file)
     if spec is None or spec.loader is None:
         raise UserError(f"{file}: not a Python file")
@@ -130,15 +152,20 @@ def load_file(path: str | Path) -> None:
     try:
         spec.loader.exec_module(module)
     except SyntaxError as error:
-        del sys.modules[module_name]
-        raise UserError(f"{file}:{error.lineno}: syntax error: {error.msg}") from None
-    except UserError:
-        del sys.modules[module_name]
-        raise
-    except Exception as error:  # noqa: BLE001 - any failure of user code is reported, not raised
-        del sys.modules[module_name]
+        sys.modules.pop(module_name, None)
+        where = f"{error.filename or file}:{error.lineno or '?'}"
+        if error.filename and error.filename != str(file):  # in a module the file imports
+            raise UserError(f"{file}: does not import: syntax error in {where}: "
+                            f"{error.msg}") from None
+        raise UserError(f"{where}: syntax error: {error.msg}") from None
+    except UserError as error:  # e.g. a scenario name without a dot
+        sys.modules.pop(module_name, None)
+        raise UserError(f"{file}{_line_in(file, error)}: {_first_line(error)}") from None
+    except (Exception, SystemExit) as error:  # noqa: BLE001 - user code fails as a UserError
+        sys.modules.pop(module_name, None)
         raise UserError(
-            f"{file}: does not import: {type(error).__name__}: {error}"
+            f"{file}{_line_in(file, error)}: does not import: "
+            f"{type(error).__name__}: {_first_line(error)}"
         ) from None
 
 
