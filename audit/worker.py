@@ -137,6 +137,10 @@ class Worker:
                     restore = setting.apply(value)
                     if restore is not None:
                         restores.append(restore)
+                    in_effect = setting.effective(value)
+                    if in_effect != value:
+                        raise Unavailable(f"{name}={value} did not take effect "
+                                          f"(torch reports {in_effect})")
             context = Context(device=unit["device"], settings=dict(unit["settings"]))
             first = run_once(scenario.function, context, scenario.name)
             try:
