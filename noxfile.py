@@ -32,6 +32,7 @@ PYPROJECT = nox.project.load_toml("pyproject.toml")
 MATRIX_PATH = Path(os.environ.get("REPRO_AUDIT_MATRIX", "matrices/default.toml"))
 RESULTS = Path(os.environ.get("REPRO_AUDIT_RESULTS", "results"))
 REPORTS = Path(os.environ.get("REPRO_AUDIT_REPORTS", "reports"))
+BASELINES = Path(os.environ.get("REPRO_AUDIT_BASELINES", "baselines"))
 
 try:
     MATRIX = matrix_file.load(MATRIX_PATH)
@@ -82,6 +83,20 @@ def report(session: nox.Session) -> None:
     session.install(*install_sources().uv_options(), "numpy", "blake3", "pandas", "tabulate")
     session.run("python", "-m", "audit", "report", str(RESULTS), "--out", str(REPORTS),
                 *session.posargs)
+
+
+@nox.session
+def baseline(session: nox.Session) -> None:
+    """Check results/ against the reviewed baselines/: the session fails on a regression.
+
+    `repro-audit baseline check` exits 1 when an output differs from its baseline and 2 on
+    bad input; either fails the session, so a scheduled `nox -s audit baseline` fails.
+    Outputs and environments without a baseline are listed, never failed.
+    """
+    session.install(*install_sources().uv_options(), "--no-deps", ".")
+    session.install(*install_sources().uv_options(), "numpy", "blake3")
+    session.run("python", "-m", "audit", "baseline", "check", str(RESULTS),
+                "--against", str(BASELINES), *session.posargs)
 
 
 @nox.session

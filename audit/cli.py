@@ -49,6 +49,25 @@ def build_parser() -> argparse.ArgumentParser:
     listing.add_argument("--scenarios", action="append", default=[], metavar="FILE.py")
 
     commands.add_parser("env", help="print the recorded environment as JSON")
+
+    baseline = commands.add_parser(
+        "baseline", help="save reviewed digests per environment, or check results against them")
+    baseline_commands = baseline.add_subparsers(dest="baseline_command", required=True)
+    save = baseline_commands.add_parser(
+        "save", help="store every ok, repeatable output as a baseline (<env-id>.json)")
+    save.add_argument("paths", nargs="+", metavar="RESULTS", help="results files, folders, globs")
+    save.add_argument("--to", required=True, metavar="DIR", help="folder of baselines")
+    save.add_argument("--update", action="store_true",
+                      help="rewrite existing baselines (after reviewing the change)")
+    check = baseline_commands.add_parser(
+        "check", help="exit 1 when an output differs from its baseline, 0 when all match")
+    check.add_argument("paths", nargs="+", metavar="RESULTS", help="results files, folders, globs")
+    check.add_argument("--against", required=True, metavar="DIR", help="folder of baselines")
+
+    diff = commands.add_parser(
+        "diff", help="compare two results sets; exit 1 when any output differs")
+    diff.add_argument("a", metavar="A", help="results file, folder or (quoted) glob")
+    diff.add_argument("b", metavar="B", help="results file, folder or (quoted) glob")
     return parser
 
 
@@ -88,8 +107,31 @@ def command_env(_: argparse.Namespace) -> int:
     return 0
 
 
+def command_baseline(args: argparse.Namespace) -> int:
+    from audit import baseline
+
+    if args.baseline_command == "save":
+        count = baseline.save(args.paths, Path(args.to), update=args.update)
+        print(f"saved {count} outputs to {args.to}")
+        return 0
+    result = baseline.check(args.paths, Path(args.against))
+    for line in baseline.format_check(result):
+        print(line)
+    return result.exit_code
+
+
+def command_diff(args: argparse.Namespace) -> int:
+    from audit.diff import diff, format_diff
+
+    result = diff([args.a], [args.b])
+    for line in format_diff(result):
+        print(line)
+    return result.exit_code
+
+
 COMMANDS: dict[str, Any] = {
     "run": command_run, "report": command_report, "list": command_list, "env": command_env,
+    "baseline": command_baseline, "diff": command_diff,
 }
 
 
