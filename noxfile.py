@@ -99,6 +99,80 @@ def baseline(session: nox.Session) -> None:
                 "--against", str(BASELINES), *session.posargs)
 
 
+RELEASES_MATRIX = Path("matrices/releases.toml")
+RELEASES = Path(os.environ.get("REPRO_AUDIT_RELEASES", "reports/releases"))
+
+
+def folder_bytes(path: Path) -> int:
+    """Bytes on disk under `path` (hard links to the uv cache counted once per file here)."""
+    if not path.exists():
+        return 0
+    return sum(item.stat().st_size for item in path.rglob("*")
+               if item.is_file() and not item.is_symlink())
+
+
+@nox.session(venv_backend="none")
+def releases(session: nox.Session) -> None:
+    """Audit one release of every minor torch version, one venv at a time, then the changelog.
+
+    Each release is a CUDA build of several GB from the registry, so each venv and its
+    uv cache are removed as soon as its results are written (peak disk is measured and
+    printed). Releases whose results are already under reports/releases/results/ are
+    skipped, so an interrupted run resumes with the missing ones.
+    """
+    import shutil
+
+    matrix = matrix_file.load(RELEASES_MATRIX)
+    results = RELEASES / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    workspace = ROOT / ".nox" / "releases"
+    cache = workspace / "uv-cache"
+    peak = 0
+    uv = [sys.executable, "-m", "uv"]
+    for entry in matrix.torch:
+        unavailable = results / f"torch-{entry.label}-unavailable.jsonl"
+        done = [path for path in results.glob(f"torch-{entry.version.replace('+', '_')}[-_]*")
+                if path != unavailable]
+        if done:
+            session.log(f"torch {entry.version}: results kept in {done[0].name}, skipped")
+            continue
+        venv = workspace / f"venv-{entry.label}"
+        python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+        environ = {"UV_CACHE_DIR": str(cache), "VIRTUAL_ENV": str(venv)}
+        options = install_sources(entry).uv_options()
+        requirements = [entry.requirement, *entry.packages, "blake3",
+                        f"numpy{entry.numpy}" if entry.numpy else "numpy"]
+        try:
+            session.run(*uv, "venv", "--python", sys.executable, str(venv), env=environ)
+            session.run(*uv, "pip", "install", "--python", str(python), *options,
+                        *requirements, env=environ)
+            session.run(*uv, "pip", "install", "--python", str(python), "--no-deps", ".",
+                        env=environ)
+            peak = max(peak, folder_bytes(venv) + folder_bytes(cache))
+            session.run(str(python), "-m", "audit", "run", "--matrix", str(RELEASES_MATRIX),
+                        "--out", str(results), *session.posargs)
+            unavailable.unlink(missing_ok=True)
+        except nox.command.CommandFailed:
+            write_unavailable(unavailable, entry.version,
+                              f"torch=={entry.version} could not be installed, imported or "
+                              f"audited here (source: {entry.source})")
+        finally:
+            shutil.rmtree(venv, ignore_errors=True)
+            shutil.rmtree(cache, ignore_errors=True)
+        session.log(f"peak disk so far: {peak / 2**30:.1f} GiB (venv + uv cache)")
+    session.log(f"peak disk of the releases run: {peak / 2**30:.1f} GiB")
+    session.notify("changelog")
+
+
+@nox.session
+def changelog(session: nox.Session) -> None:
+    """reports/changelog.md from the release results kept under reports/releases/results/."""
+    session.install(*install_sources().uv_options(), "--no-deps", ".")
+    session.install(*install_sources().uv_options(), "numpy", "blake3", "pandas", "tabulate")
+    session.run("python", "-m", "audit", "changelog", str(RELEASES / "results"),
+                "--out", str(RELEASES.parent / "changelog.md"))
+
+
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite, in a venv with the first torch of the matrix (CPU is enough)."""

@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     commands.add_parser("env", help="print the recorded environment as JSON")
 
+    changelog = commands.add_parser(
+        "changelog", help="which torch release changed which output, from many releases")
+    changelog.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
+    changelog.add_argument("--out", default="reports/changelog.md", help="markdown file")
+
     baseline = commands.add_parser(
         "baseline", help="save reviewed digests per environment, or check results against them")
     baseline_commands = baseline.add_subparsers(dest="baseline_command", required=True)
@@ -85,6 +90,13 @@ def command_report(args: argparse.Namespace) -> int:
 
     path = write_report(args.paths, Path(args.out))
     print(f"wrote {path}")
+    return 0
+
+
+def command_changelog(args: argparse.Namespace) -> int:
+    from audit.changelog import write_changelog
+
+    print(f"wrote {write_changelog(args.paths, Path(args.out))}")
     return 0
 
 
@@ -131,7 +143,7 @@ def command_diff(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Any] = {
     "run": command_run, "report": command_report, "list": command_list, "env": command_env,
-    "baseline": command_baseline, "diff": command_diff,
+    "baseline": command_baseline, "diff": command_diff, "changelog": command_changelog,
 }
 
 
