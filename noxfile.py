@@ -111,6 +111,17 @@ def folder_bytes(path: Path) -> int:
                if item.is_file() and not item.is_symlink())
 
 
+def compress(source: Path, target: Path) -> None:
+    """gzip `source` into `target` atomically, with no timestamp (same bytes every time)."""
+    import gzip
+
+    temporary = target.with_name(f".{target.name}.tmp")
+    with open(source, "rb") as plain, open(temporary, "wb") as raw, \
+            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as packed:
+        packed.write(plain.read())
+    temporary.replace(target)
+
+
 @nox.session(venv_backend="none")
 def releases(session: nox.Session) -> None:
     """Audit one release of every minor torch version, one venv at a time, then the changelog.
@@ -149,8 +160,12 @@ def releases(session: nox.Session) -> None:
             session.run(*uv, "pip", "install", "--python", str(python), "--no-deps", ".",
                         env=environ)
             peak = max(peak, folder_bytes(venv) + folder_bytes(cache))
+            fresh = workspace / f"results-{entry.label}"
+            shutil.rmtree(fresh, ignore_errors=True)
             session.run(str(python), "-m", "audit", "run", "--matrix", str(RELEASES_MATRIX),
-                        "--out", str(results), *session.posargs)
+                        "--out", str(fresh), *session.posargs)
+            for written in fresh.glob("*.jsonl"):  # kept in git: compressed (about 10x)
+                compress(written, results / f"{written.name}.gz")
             unavailable.unlink(missing_ok=True)
         except nox.command.CommandFailed:
             write_unavailable(unavailable, entry.version,
