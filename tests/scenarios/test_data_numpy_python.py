@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib
-import os
 import random
 from typing import Any
 
@@ -17,9 +16,10 @@ import pytest
 import torch
 
 from audit.hashing import digest
-from audit.outputs import flatten_outputs
 from audit.scenarios.context import Context
 from audit.scenarios.registry import all_scenarios
+from tests.scenarios.support import digests, scramble_rng_states
+from tests.scenarios.support import run as run_scenario
 
 MODULE_NAMES = {"data": "data", "numpy": "numpy_random", "python": "python_random"}
 MODULES = {
@@ -32,6 +32,12 @@ SCENARIOS = {
     if item.source in {module.__name__ for module in MODULES.values()}
 }
 CPU = Context(device="cpu")
+scramble = scramble_rng_states
+
+
+def run(name: str) -> dict[str, torch.Tensor]:
+    """One run of scenario `name` on CPU, as the runner does it (RNG states scrambled)."""
+    return run_scenario(SCENARIOS[name])
 
 # sha256 of the little-endian bytes of RandomState(20240607)'s first draws, as numpy's own
 # test_randomstate.py pins its legacy streams (frozen by NEP 19: these never change).
@@ -44,21 +50,10 @@ RANDOM_STATE_SHA256 = {
 PYTHON_RANDOM_SHA256 = "7835729f32f23c80743b7120a7821ab80e93d31e2d9eeabf9ebe13f74cbf9632"
 
 
-def scramble() -> None:
-    """What the runner does before each run: fresh entropy into every global RNG."""
-    torch.manual_seed(int.from_bytes(os.urandom(8), "little"))
-    np.random.seed(int.from_bytes(os.urandom(4), "little"))
-    random.seed(os.urandom(16))
 
 
-def run(name: str) -> dict[str, torch.Tensor]:
-    """One run of scenario `name` on CPU after scrambling, flattened to named tensors."""
-    scramble()
-    return flatten_outputs(name, SCENARIOS[name].function(CPU))
 
 
-def digests(outputs: dict[str, torch.Tensor]) -> dict[str, str]:
-    return {name: digest(tensor) for name, tensor in outputs.items()}
 
 
 def sha256_le(tensor: torch.Tensor) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import math
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,9 +18,10 @@ import torch
 from torch import nn
 
 from audit.hashing import digest
-from audit.outputs import flatten_outputs
 from audit.scenarios.context import Context
 from audit.scenarios.registry import Unavailable, all_scenarios
+from tests.scenarios.support import digests, scramble_rng_states
+from tests.scenarios.support import run as run_scenario
 
 FAMILIES = ("init", "ops", "train")
 MODULES = {family: importlib.import_module(f"audit.scenarios.{family}") for family in FAMILIES}
@@ -30,20 +30,18 @@ SCENARIOS = {
     if item.source in {module.__name__ for module in MODULES.values()}
 }
 CPU = Context(device="cpu")
-
-
-def scramble() -> None:
-    """What the runner does before each run: reseed torch's global RNG with fresh entropy."""
-    torch.manual_seed(int.from_bytes(os.urandom(4), "little"))
+scramble = scramble_rng_states
 
 
 def run(name: str) -> dict[str, torch.Tensor]:
-    """One run of scenario `name` on CPU, flattened to named output tensors."""
-    return flatten_outputs(name, SCENARIOS[name].function(CPU))
+    """One run of scenario `name` on CPU, as the runner does it (RNG states scrambled)."""
+    return run_scenario(SCENARIOS[name])
 
 
-def digests(outputs: dict[str, torch.Tensor]) -> dict[str, str]:
-    return {name: digest(tensor) for name, tensor in outputs.items()}
+
+
+
+
 
 
 def test_each_family_registers_its_scenarios() -> None:
@@ -101,7 +99,7 @@ def test_ops_inputs_do_not_come_from_torch_rng(name: str) -> None:
     """The op scenarios neither draw from nor reseed torch's RNG: inputs are ctx.fixed."""
     scramble()
     state = torch.get_rng_state()
-    run(name)
+    SCENARIOS[name].function(CPU)  # called bare: run() would scramble the state itself
     assert torch.equal(torch.get_rng_state(), state)
 
 

@@ -7,18 +7,16 @@ scenario that forgets to seed fails here on real tensors.
 from __future__ import annotations
 
 import importlib
-import os
-import random
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from audit.hashing import digest
-from audit.outputs import flatten_outputs
 from audit.scenarios.context import Context
 from audit.scenarios.registry import Unavailable, all_scenarios
+from tests.scenarios.support import digests, scramble_rng_states
+from tests.scenarios.support import run as run_scenario
 
 FAMILIES = ("seed", "rng", "state")
 MODULES = {family: importlib.import_module(f"audit.scenarios.{family}") for family in FAMILIES}
@@ -31,23 +29,18 @@ CPU_SCENARIOS = sorted(
     name for name, item in SCENARIOS.items() if item.devices is None or "cpu" in item.devices
 )
 CPU = Context(device="cpu")
-
-
-def scramble() -> None:
-    """What the runner does before each run: fresh entropy into every global RNG."""
-    torch.manual_seed(int.from_bytes(os.urandom(8), "little"))
-    np.random.seed(int.from_bytes(os.urandom(4), "little"))
-    random.seed(os.urandom(16))
+scramble = scramble_rng_states
 
 
 def run(name: str) -> dict[str, torch.Tensor]:
-    """One run of scenario `name` on CPU after scrambling, flattened to named tensors."""
-    scramble()
-    return flatten_outputs(name, SCENARIOS[name].function(CPU))
+    """One run of scenario `name` on CPU, as the runner does it (RNG states scrambled)."""
+    return run_scenario(SCENARIOS[name])
 
 
-def digests(outputs: dict[str, torch.Tensor]) -> dict[str, str]:
-    return {name: digest(tensor) for name, tensor in outputs.items()}
+
+
+
+
 
 
 def test_families_register_the_expected_scenarios() -> None:

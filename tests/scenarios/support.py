@@ -1,0 +1,32 @@
+"""What the scenario tests share: run a built-in scenario the way the runner does."""
+
+from __future__ import annotations
+
+import importlib
+
+import torch
+
+from audit.hashing import digest
+from audit.scenarios.context import Context
+from audit.scenarios.registry import Scenario, all_scenarios
+from audit.worker import run_once, scramble_rng_states
+
+CPU = Context(device="cpu")
+
+
+def family_scenarios(*modules: str) -> dict[str, Scenario]:
+    """The scenarios registered by the given modules of audit.scenarios ('rng', 'ops')."""
+    names = {importlib.import_module(f"audit.scenarios.{module}").__name__ for module in modules}
+    return {name: item for name, item in all_scenarios().items() if item.source in names}
+
+
+def run(scenario: Scenario, context: Context = CPU) -> dict[str, torch.Tensor]:
+    """One run after the runner's own scrambling of every global RNG, flattened."""
+    return run_once(scenario.function, context, scenario.name)
+
+
+def digests(outputs: dict[str, torch.Tensor]) -> dict[str, str]:
+    return {name: digest(tensor) for name, tensor in outputs.items()}
+
+
+__all__ = ["CPU", "digests", "family_scenarios", "run", "scramble_rng_states"]
