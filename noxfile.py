@@ -103,12 +103,16 @@ RELEASES_MATRIX = Path("matrices/releases.toml")
 RELEASES = Path(os.environ.get("REPRO_AUDIT_RELEASES", "reports/releases"))
 
 
-def folder_bytes(path: Path) -> int:
-    """Bytes on disk under `path` (hard links to the uv cache counted once per file here)."""
-    if not path.exists():
-        return 0
-    return sum(item.stat().st_size for item in path.rglob("*")
-               if item.is_file() and not item.is_symlink())
+def disk_bytes(*folders: Path) -> int:
+    """Bytes the files under `folders` take, each inode once (uv hard-links venv files
+    to its cache, so a venv and its cache share most of their bytes)."""
+    seen: dict[tuple[int, int], int] = {}
+    for folder in folders:
+        for item in folder.rglob("*") if folder.exists() else []:
+            if item.is_file() and not item.is_symlink():
+                stat = item.stat()
+                seen[(stat.st_dev, stat.st_ino)] = stat.st_blocks * 512
+    return sum(seen.values())
 
 
 def compress(source: Path, target: Path) -> None:
@@ -159,7 +163,7 @@ def releases(session: nox.Session) -> None:
                         *requirements, env=environ)
             session.run(*uv, "pip", "install", "--python", str(python), "--no-deps", ".",
                         env=environ)
-            peak = max(peak, folder_bytes(venv) + folder_bytes(cache))
+            peak = max(peak, disk_bytes(venv, cache))
             fresh = workspace / f"results-{entry.label}"
             shutil.rmtree(fresh, ignore_errors=True)
             session.run(str(python), "-m", "audit", "run", "--matrix", str(RELEASES_MATRIX),
