@@ -10,13 +10,14 @@ module imports neither torch nor pandas: the nox host and the report side use it
 from __future__ import annotations
 
 import glob
+import gzip
 import json
 import os
 import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import IO, Any, Iterable, Iterator
 
 from audit.errors import UserError
 
@@ -115,14 +116,23 @@ def _row_problem(record: dict[str, Any]) -> str | None:
     return None
 
 
+def open_text(path: Path) -> IO[str]:
+    """A results file for reading; `.gz` files (results kept in git) are decompressed.
+
+    newline="\n": a stray "\r" in a corrupt line must not split it (line numbers);
+    utf-8-sig: a byte order mark left by an editor is not part of the header.
+    """
+    if path.name.endswith(".gz"):
+        return gzip.open(path, "rt", encoding="utf-8-sig", errors="replace", newline="\n")
+    return open(path, encoding="utf-8-sig", errors="replace", newline="\n")
+
+
 def _read(path: Path) -> ResultsFile:
     """Read one file; what could not be used is in `skipped` / `unreadable`, nothing raises."""
     header: dict[str, Any] | None = None
     result = ResultsFile(path=path, header={})
     try:
-        # newline="\n": a stray "\r" in a corrupt line must not split it (line numbers);
-        # utf-8-sig: a byte order mark left by an editor is not part of the header.
-        with open(path, encoding="utf-8-sig", errors="replace", newline="\n") as stream:
+        with open_text(path) as stream:
             for number, line in enumerate(stream, start=1):
                 if not line.strip():
                     continue
@@ -158,6 +168,8 @@ def _read(path: Path) -> ResultsFile:
                     problem = "not a repro-audit record"
                 if problem:
                     result.skipped.append(f"{path}:{number}: {problem}")
+    except EOFError:  # a truncated .gz: the rows before the cut are kept
+        result.skipped.append(f"{path}: compressed file is truncated; later rows are lost")
     except OSError as error:
         result.unreadable = f"cannot read it: {error.strerror or error}"
         return result
@@ -197,8 +209,8 @@ def expand(paths: Iterable[str]) -> list[Path]:
         for match in matches:
             candidate = Path(match)
             if candidate.is_dir():
-                found.extend(sorted(item for item in candidate.rglob("*.jsonl")
-                                    if item.is_file()))
+                found.extend(sorted(item for pattern in ("*.jsonl", "*.jsonl.gz")
+                                    for item in candidate.rglob(pattern) if item.is_file()))
             elif candidate.is_file():
                 found.append(candidate)
             else:

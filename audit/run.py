@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
+import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +42,8 @@ class RunOptions:
         from audit import settings as settings_module
         from audit.devices import KNOWN_DEVICES
 
+        if Path(args.out).exists() and not Path(args.out).is_dir():
+            raise UserError(f"--out {args.out}: not a folder")
         options = cls(out=Path(args.out), resume=bool(getattr(args, "resume", False)),
                       keep_tensors=bool(getattr(args, "keep_tensors", False)))
         if args.matrix:
@@ -62,8 +66,9 @@ class RunOptions:
         if getattr(args, "shard", None):
             options.shard = parse_shard(args.shard)
         if args.timeout is not None:
-            if args.timeout <= 0:
-                raise UserError("--timeout must be a positive number of seconds")
+            if not (math.isfinite(args.timeout) and 0 < args.timeout <= threading.TIMEOUT_MAX):
+                raise UserError(
+                    f"--timeout must be a positive number of seconds, not {args.timeout!r}")
             options.timeout = args.timeout
         return options
 

@@ -151,18 +151,29 @@ def _matmul_precision_effective(requested: str) -> str:
     import torch
 
     getter = getattr(torch, "get_float32_matmul_precision", None)
-    return getter() if getter else NOT_APPLICABLE
+    if getter is None:
+        return NOT_APPLICABLE
+    try:
+        return getter()
+    except RuntimeError:  # torch >= 2.9 after allow_tf32 was set over "medium": both APIs mixed
+        return "mixed"
 
 
 def _apply_tf32(value: str) -> Callable[[], None]:
     import torch
 
     before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    # allow_tf32 is an alias of the matmul precision ("highest" or "high"): keep the
+    # precision to restore too, or a "medium" before would come back as "high" (or, in
+    # torch >= 2.9, as a state in which get_float32_matmul_precision raises).
+    precision = _matmul_precision_effective("")
     torch.backends.cuda.matmul.allow_tf32 = value == "on"
     torch.backends.cudnn.allow_tf32 = value == "on"
 
     def restore() -> None:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+        if precision not in (NOT_APPLICABLE, "mixed"):
+            torch.set_float32_matmul_precision(precision)
 
     return restore
 

@@ -137,10 +137,11 @@ class Worker:
                     restore = setting.apply(value)
                     if restore is not None:
                         restores.append(restore)
-                    in_effect = setting.effective(value)
-                    if in_effect != value:
-                        raise Unavailable(f"{name}={value} did not take effect "
-                                          f"(torch reports {in_effect})")
+            for name, value in unit["run_settings"].items():  # after all: one may undo another
+                in_effect = SETTINGS[name].effective(value)
+                if value != "n/a" and in_effect != value:
+                    raise Unavailable(f"{name}={value} did not take effect "
+                                      f"(torch reports {in_effect})")
             context = Context(device=unit["device"], settings=dict(unit["settings"]))
             first = run_once(scenario.function, context, scenario.name)
             try:
