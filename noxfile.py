@@ -80,7 +80,8 @@ def audit(session: nox.Session, torch: str) -> None:
 def report(session: nox.Session) -> None:
     """Merge every results file under results/ into reports/README.md."""
     session.install(*install_sources().uv_options(), "--no-deps", ".")
-    session.install(*install_sources().uv_options(), "numpy", "blake3", "pandas", "tabulate")
+    session.install(*install_sources().uv_options(), "numpy", "blake3", "pandas", "tabulate",
+                    "matplotlib")
     session.run("python", "-m", "audit", "report", str(RESULTS), "--out", str(REPORTS),
                 *session.posargs)
 

@@ -26,7 +26,6 @@ from audit.compare import (
     Comparison,
     axis_title,
     compare,
-    value_order,
 )
 from audit.distance import values
 from audit.results import ResultsFile, read_all
@@ -152,7 +151,7 @@ def family_section(result: Comparison) -> list[str]:
     return ["## By scenario family", "", table(headers, rows), ""]
 
 
-def axis_section(axis_table: AxisTable, descriptions: dict[str, str]) -> list[str]:
+def axis_section(axis_table: AxisTable) -> list[str]:
     title = axis_title(axis_table.axis)
     lines = [f"## Across {escape(title)}", ""]
     breaking, holding = axis_table.breaking(), axis_table.holding()
@@ -298,10 +297,10 @@ def problems_section(result: Comparison) -> list[str]:
                     ""]
 
 
-def render(files: list[ResultsFile]) -> str:
-    """The whole report as markdown text."""
-    result = compare(files)
-    descriptions: dict[str, str] = {}
+def render(files: list[ResultsFile], result: Comparison | None = None,
+           heatmap: str | None = None) -> str:
+    """The whole report as markdown text (`heatmap`: a drawn image's file name to link)."""
+    result = result if result is not None else compare(files)
     lines = [
         "# repro-audit report", "",
         "Does a seeded PyTorch result come out bit for bit the same on another torch version, "
@@ -313,12 +312,15 @@ def render(files: list[ResultsFile]) -> str:
     ]
     lines += environments_section(files)
     lines += summary_section(result)
+    if heatmap:
+        lines += [f"![Share of each scenario's outputs identical to the reference, per axis "
+                  f"value]({heatmap})", ""]
     lines += conflicts_section(result)
     lines += family_section(result)
     lines += references_section(files, result)
     lines += changelog_section(result)
     for axis in sorted(result.axes, key=_axis_order):
-        lines += axis_section(result.tables[axis], descriptions)
+        lines += axis_section(result.tables[axis])
     lines += nondeterministic_section(result)
     lines += problems_section(result)
     return "\n".join(lines).rstrip() + "\n"
@@ -330,15 +332,17 @@ def _axis_order(axis: str) -> tuple[int, str]:
 
 def write_report(paths: list[str], out: Path) -> Path:
     """Read every results file under `paths` and write `out/README.md`."""
+    from audit import heatmap
+
     files = read_all(paths)
     files.sort(key=lambda item: str(item.path))
-    text = render(files)
+    result = compare(files)
     out.mkdir(parents=True, exist_ok=True)
+    drawn = heatmap.draw(result, out) if heatmap.available() else None
+    text = render(files, result, drawn.name if drawn else None)
     target = out / "README.md"
     temporary = target.with_name(".README.md.tmp")
     temporary.write_text(text, encoding="utf-8", newline="\n")
     temporary.replace(target)
     return target
 
-
-__all__ = ["render", "write_report", "escape", "value_order"]
