@@ -14,13 +14,12 @@ No torch and no pandas here: the check runs in the torch-free report venv.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from audit.atomic import write_text
 from audit.distance import Distance, distance
 from audit.errors import UserError
 from audit.results import ResultsFile, read_all
@@ -228,20 +227,9 @@ def _problem(data: Any, path: Path) -> str | None:
 
 
 def write_baseline(path: Path, baseline: Baseline) -> Path:
-    """Write through a temporary file in the same folder, so a reader never sees half."""
+    """Written atomically, so a reader never sees half a baseline."""
     text = json.dumps(baseline.to_json(), sort_keys=True, indent=1, allow_nan=False) + "\n"
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; baselines are for sharing
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    return write_text(path, text)
 
 
 # --- save --------------------------------------------------------------------------------

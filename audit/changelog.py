@@ -12,6 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from audit.atomic import write_text
 from audit.compare import (
     TORCH,
     AxisCell,
@@ -157,9 +158,4 @@ def since_section(steps: list[ChangelogStep]) -> list[str]:
 def write_changelog(paths: list[str], out: Path) -> Path:
     files = read_all(paths)
     files.sort(key=lambda item: str(item.path))
-    text = render(files)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    temporary = out.with_name(f".{out.name}.tmp")
-    temporary.write_text(text, encoding="utf-8", newline="\n")
-    temporary.replace(out)
-    return out
+    return write_text(out, render(files))

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from tabulate import tabulate
 
+from audit.atomic import write_text
 from audit.compare import (
     DEVICE,
     PLATFORM,
@@ -340,9 +341,5 @@ def write_report(paths: list[str], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     drawn = heatmap.draw(result, out) if heatmap.available() else None
     text = render(files, result, drawn.name if drawn else None)
-    target = out / "README.md"
-    temporary = target.with_name(".README.md.tmp")
-    temporary.write_text(text, encoding="utf-8", newline="\n")
-    temporary.replace(target)
-    return target
+    return write_text(out / "README.md", text)
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import glob
 import gzip
 import json
-import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Iterable, Iterator
 
+from audit.atomic import atomic_text
 from audit.errors import UserError
 
 SCHEMA = 1
@@ -63,21 +62,11 @@ def dumps(record: dict[str, Any]) -> str:
 
 
 def write_atomic(path: Path, header: dict[str, Any], rows: Iterable[dict[str, Any]]) -> Path:
-    """Write header + rows to `path` through a temporary file in the same folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(dumps(header) + "\n")
-            for row in rows:
-                stream.write(dumps(row) + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)  # mkstemp makes it private; results are for sharing
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    """Write header + rows to `path` atomically: a reader never sees half a file."""
+    with atomic_text(path) as stream:
+        stream.write(dumps(header) + "\n")
+        for row in rows:
+            stream.write(dumps(row) + "\n")
     return path
 
 
