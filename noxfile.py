@@ -52,7 +52,9 @@ def install_torch(session: nox.Session, entry: matrix_file.TorchVersion) -> None
     requirements = [entry.requirement, *entry.packages]
     if entry.numpy:
         requirements.append(f"numpy{entry.numpy}")
-    session.install(*options, *requirements)
+    # Compiled bytecode: each audit starts several processes that import torch, and
+    # without .pyc files every one of them recompiles it (measured: 2.5x slower sessions).
+    session.install(*options, "--compile-bytecode", *requirements)
     session.install(*options, "--no-deps", ".")
     session.install(*options, "blake3", *(["numpy"] if not entry.numpy else []))
 
@@ -161,7 +163,7 @@ def releases(session: nox.Session) -> None:
         try:
             session.run(*uv, "venv", "--python", sys.executable, str(venv), env=environ)
             session.run(*uv, "pip", "install", "--python", str(python), *options,
-                        *requirements, env=environ)
+                        "--compile-bytecode", *requirements, env=environ)
             session.run(*uv, "pip", "install", "--python", str(python), "--no-deps", ".",
                         env=environ)
             peak = max(peak, disk_bytes(venv, cache))
@@ -200,6 +202,18 @@ def tests(session: nox.Session) -> None:
     install_torch(session, entry)
     groups = nox.project.dependency_groups(PYPROJECT, "test")
     session.install(*install_sources().uv_options(), *groups)
+    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]))
+
+
+@nox.session
+def oldest(session: nox.Session) -> None:
+    """The test suite under the oldest torch audited (1.13, numpy 1.x): the package must
+    import and run there, turning what that torch lacks into `unavailable` cells."""
+    entry = matrix_file.load(RELEASES_MATRIX).torch[0]
+    install_torch(session, entry)
+    groups = nox.project.dependency_groups(PYPROJECT, "test")
+    session.install(*install_sources(entry).uv_options(), *groups,
+                    *([f"numpy{entry.numpy}"] if entry.numpy else []))
     session.run("python", "-m", "pytest", *(session.posargs or ["-q"]))
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import importlib
 
+import pytest
 import torch
 
 from audit.hashing import digest
+from audit.runner import unavailable_reason
 from audit.scenarios.context import Context
-from audit.scenarios.registry import Scenario, all_scenarios
+from audit.scenarios.registry import Scenario, Unavailable, all_scenarios
 from audit.worker import run_once, scramble_rng_states
 
 CPU = Context(device="cpu")
@@ -20,13 +22,30 @@ def family_scenarios(*modules: str) -> dict[str, Scenario]:
     return {name: item for name, item in all_scenarios().items() if item.source in names}
 
 
+def skip_unless_runnable(scenario: Scenario, context: Context = CPU) -> None:
+    """Skip where the runner would plan an `unavailable` cell (torch too old, package absent)."""
+    reason = unavailable_reason(scenario, context.device, {context.device: None},
+                                torch.__version__)
+    if reason:
+        pytest.skip(f"{scenario.name} unavailable under torch {torch.__version__}: {reason}")
+
+
 def run(scenario: Scenario, context: Context = CPU) -> dict[str, torch.Tensor]:
-    """One run after the runner's own scrambling of every global RNG, flattened."""
-    return run_once(scenario.function, context, scenario.name)
+    """One run after the runner's own scrambling of every global RNG, flattened.
+
+    A scenario this torch cannot run (an old torch without a kernel) is skipped with the
+    reason the audit would record for its cell.
+    """
+    skip_unless_runnable(scenario, context)
+    try:
+        return run_once(scenario.function, context, scenario.name)
+    except Unavailable as reason:
+        pytest.skip(f"{scenario.name} unavailable under torch {torch.__version__}: {reason}")
 
 
 def digests(outputs: dict[str, torch.Tensor]) -> dict[str, str]:
     return {name: digest(tensor) for name, tensor in outputs.items()}
 
 
-__all__ = ["CPU", "digests", "family_scenarios", "run", "scramble_rng_states"]
+__all__ = ["CPU", "digests", "family_scenarios", "run", "scramble_rng_states",
+           "skip_unless_runnable"]
