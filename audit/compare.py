@@ -50,30 +50,43 @@ def value_order(axis: str, value: str) -> tuple[Any, ...]:
     return (1, (), value)
 
 
+ROW_COLUMNS = ("scenario", "output", "status", "digest", "repeatable", "error", "dtype",
+               "sample", "env_id")
+# Columns with few distinct values: categorical, so a million rows stay small and fast.
+CATEGORICAL = ("scenario", "output", "status", "dtype", "env_id", TORCH, DEVICE, PLATFORM,
+               "file")
+
+
 def frame(files: Iterable[ResultsFile]) -> pd.DataFrame:
-    """One DataFrame row per results row, with one column per axis."""
-    records: list[dict[str, Any]] = []
+    """One DataFrame row per results row, with one column per axis (built column-wise)."""
+    columns: dict[str, list[Any]] = {name: [] for name in
+                                      (*ROW_COLUMNS, TORCH, DEVICE, PLATFORM, "file", "stored")}
+    settings: dict[str, list[Any]] = {}
+    count = 0
     for item in files:
         environment = item.header.get("environment", {})
         machine = platform_label(environment) if environment else "unknown"
+        folder, name = Path(item.path).parent, str(item.path)
         for row in item.rows:
-            settings = row.get("settings") or {}
-            record = {
-                "scenario": row["scenario"], "output": row.get("output"),
-                "status": row["status"], "digest": row.get("digest"),
-                "repeatable": row.get("repeatable"), "error": row.get("error"),
-                "dtype": row.get("dtype"), "sample": row.get("sample"),
-                "env_id": row.get("env_id"), TORCH: str(row.get("torch_version")),
-                DEVICE: str(row.get("device")), PLATFORM: machine, "file": str(item.path),
-                "stored": str(Path(item.path).parent / row["stored"]) if row.get("stored")
-                else None,
-            }
-            for name, value in settings.items():
-                record[SETTING_PREFIX + name] = str(value)
-            records.append(record)
-    data = pd.DataFrame.from_records(records)
-    for column in setting_columns(data):
-        data[column] = data[column].fillna(UNSET)
+            for column in ROW_COLUMNS:
+                columns[column].append(row.get(column))
+            columns[TORCH].append(str(row.get("torch_version")))
+            columns[DEVICE].append(str(row.get("device")))
+            columns[PLATFORM].append(machine)
+            columns["file"].append(name)
+            columns["stored"].append(str(folder / row["stored"]) if row.get("stored") else None)
+            for setting, value in (row.get("settings") or {}).items():
+                column = SETTING_PREFIX + setting
+                if column not in settings:  # a setting first seen now: earlier rows lack it
+                    settings[column] = [UNSET] * count
+                settings[column].append(str(value))
+            count += 1
+            for values in settings.values():  # settings this row does not have
+                if len(values) < count:
+                    values.append(UNSET)
+    data = pd.DataFrame({**columns, **settings})
+    for column in (*CATEGORICAL, *settings):
+        data[column] = data[column].astype("category")
     return data
 
 
@@ -200,17 +213,25 @@ def compare_pair(cells: pd.DataFrame, axis: str, context: list[str], before: str
     left = cells.loc[cells[axis] == before, columns]
     right = cells.loc[cells[axis] == after, columns]
     merged = left.merge(right, on=context, suffixes=("_a", "_b"))
-    found: dict[tuple[str, str], AxisCell] = {}
-    pairs = zip(merged["scenario"], merged["output"], merged["digest_a"], merged["sample_a"],
-                merged["digest_b"], merged["sample_b"], merged["stored_a"], merged["stored_b"])
+    differs = merged["digest_a"].to_numpy(dtype=object) != merged["digest_b"].to_numpy(
+        dtype=object)
+    counts = (pd.DataFrame({"scenario": merged["scenario"].to_numpy(dtype=object),
+                            "output": merged["output"].to_numpy(dtype=object),
+                            "differs": differs})
+              .groupby(["scenario", "output"], sort=False)["differs"].agg(["size", "sum"]))
+    found = {(scenario, output): AxisCell(groups=int(size), differing=int(total))
+             for (scenario, output), size, total in counts.itertuples(name=None)}
+    changed = merged[differs]
+    pairs = zip(changed["scenario"].tolist(), changed["output"].tolist(),
+                changed["digest_a"].tolist(), changed["sample_a"].tolist(),
+                changed["digest_b"].tolist(), changed["sample_b"].tolist(),
+                changed["stored_a"].tolist(), changed["stored_b"].tolist())
     for scenario, output, digest_a, sample_a, digest_b, sample_b, stored_a, stored_b in pairs:
-        cell = found.setdefault((scenario, output), AxisCell())
-        cell.groups += 1
-        if digest_a != digest_b:
-            cell.differing += 1
-            cell.worst = worse(cell.worst, cache.between(digest_a, sample_a, digest_b, sample_b,
-                                                         stored_a, stored_b))
+        cell = found[(scenario, output)]
+        cell.worst = worse(cell.worst, cache.between(digest_a, sample_a, digest_b, sample_b,
+                                                     stored_a, stored_b))
     return found
+
 
 
 def compare_axis(cells: pd.DataFrame, axis: str, axes: list[str], cache: DistanceCache

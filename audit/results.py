@@ -120,6 +120,7 @@ def _read(path: Path) -> ResultsFile:
     """Read one file; what could not be used is in `skipped` / `unreadable`, nothing raises."""
     header: dict[str, Any] | None = None
     result = ResultsFile(path=path, header={})
+    samples: dict[str, dict[str, Any]] = {}
     try:
         with open_text(path) as stream:
             for number, line in enumerate(stream, start=1):
@@ -152,6 +153,11 @@ def _read(path: Path) -> ResultsFile:
                     else:
                         problem = _row_problem(record)
                         if problem is None:
+                            # The same value has the same sample: keep one copy per digest
+                            # (a large report holds a million rows, most of them repeats).
+                            if record.get("digest") and isinstance(record.get("sample"), dict):
+                                record["sample"] = samples.setdefault(record["digest"],
+                                                                      record["sample"])
                             result.rows.append(record)
                 elif problem is None:
                     problem = "not a repro-audit record"
