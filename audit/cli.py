@@ -44,6 +44,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-tensors", action="store_true",
                      help="also store every output's full values under DIR/tensors/ "
                           "(exact distances in the report)")
+    run.add_argument("--trace", action="store_true",
+                     help="also run each unit once more with every op recorded, beside the "
+                          "results (<results>.traces.jsonl.gz): the report then says where a "
+                          "differing output first diverges")
     run.add_argument("--resume", action="store_true",
                      help="keep the rows of an interrupted run and run only what is missing")
 

@@ -18,9 +18,11 @@ import pandas as pd
 from audit.compat import parse_version
 from audit.distance import Distance, distance
 from audit.environment import platform_label
+from audit.origin import NoOrigin, Origin, Origins
 from audit.results import ResultsFile
 from audit.sample import Sample
 from audit.settings import SETTINGS
+from audit.trace import trace_key
 
 TORCH, DEVICE, PLATFORM = "torch", "device", "platform"
 SETTING_PREFIX = "setting:"
@@ -60,7 +62,8 @@ CATEGORICAL = ("scenario", "output", "status", "dtype", "env_id", TORCH, DEVICE,
 def frame(files: Iterable[ResultsFile]) -> pd.DataFrame:
     """One DataFrame row per results row, with one column per axis (built column-wise)."""
     columns: dict[str, list[Any]] = {name: [] for name in
-                                      (*ROW_COLUMNS, TORCH, DEVICE, PLATFORM, "file", "stored")}
+                                      (*ROW_COLUMNS, TORCH, DEVICE, PLATFORM, "file", "stored",
+                                       "trace_key")}
     settings: dict[str, list[Any]] = {}
     count = 0
     for item in files:
@@ -75,6 +78,8 @@ def frame(files: Iterable[ResultsFile]) -> pd.DataFrame:
             columns[PLATFORM].append(machine)
             columns["file"].append(name)
             columns["stored"].append(str(folder / row["stored"]) if row.get("stored") else None)
+            columns["trace_key"].append(trace_key(row["scenario"], str(row.get("device")),
+                                                  row.get("settings") or {}))
             for setting, value in (row.get("settings") or {}).items():
                 column = SETTING_PREFIX + setting
                 if column not in settings:  # a setting first seen now: earlier rows lack it
@@ -108,6 +113,7 @@ class AxisCell:
     groups: int = 0  # contexts (values of the other axes) where both were compared
     differing: int = 0
     worst: Distance | None = None
+    origin: Origin | NoOrigin | None = None  # where a differing pair first diverges (traces)
 
     @property
     def verdict(self) -> str:
@@ -207,9 +213,10 @@ def _stored_sample(sample: Any, stored: str | None) -> Sample | None:
 
 
 def compare_pair(cells: pd.DataFrame, axis: str, context: list[str], before: str, after: str,
-                 cache: DistanceCache) -> dict[tuple[str, str], AxisCell]:
+                 cache: DistanceCache, origins: Origins | None = None
+                 ) -> dict[tuple[str, str], AxisCell]:
     """Each output at `after` against the same output at `before`, other axes equal."""
-    columns = context + ["digest", "sample", "stored"]
+    columns = context + ["digest", "sample", "stored", "file", "trace_key"]
     left = cells.loc[cells[axis] == before, columns]
     right = cells.loc[cells[axis] == after, columns]
     merged = left.merge(right, on=context, suffixes=("_a", "_b"))
@@ -225,23 +232,30 @@ def compare_pair(cells: pd.DataFrame, axis: str, context: list[str], before: str
     pairs = zip(changed["scenario"].tolist(), changed["output"].tolist(),
                 changed["digest_a"].tolist(), changed["sample_a"].tolist(),
                 changed["digest_b"].tolist(), changed["sample_b"].tolist(),
-                changed["stored_a"].tolist(), changed["stored_b"].tolist())
-    for scenario, output, digest_a, sample_a, digest_b, sample_b, stored_a, stored_b in pairs:
+                changed["stored_a"].tolist(), changed["stored_b"].tolist(),
+                zip(changed["file_a"].tolist(), changed["trace_key_a"].tolist()),
+                zip(changed["file_b"].tolist(), changed["trace_key_b"].tolist()))
+    for (scenario, output, digest_a, sample_a, digest_b, sample_b, stored_a, stored_b,
+         unit_a, unit_b) in pairs:
         cell = found[(scenario, output)]
         cell.worst = worse(cell.worst, cache.between(digest_a, sample_a, digest_b, sample_b,
                                                      stored_a, stored_b))
+        if origins is not None and not cell.origin:
+            cell.origin = origins.between(unit_a, unit_b, output,
+                                          (digest_a, digest_b)) or cell.origin
     return found
 
 
 
-def compare_axis(cells: pd.DataFrame, axis: str, axes: list[str], cache: DistanceCache
-                 ) -> AxisTable:
+def compare_axis(cells: pd.DataFrame, axis: str, axes: list[str], cache: DistanceCache,
+                 origins: Origins | None = None) -> AxisTable:
     """Compare each output at every axis value with the same output at the reference value."""
     values = axis_values(cells, axis)
     table = AxisTable(axis=axis, values=values, reference=values[0])
     context = axis_context(axis, axes)
     for value in values[1:]:
-        for key, cell in compare_pair(cells, axis, context, values[0], value, cache).items():
+        for key, cell in compare_pair(cells, axis, context, values[0], value, cache,
+                                      origins).items():
             row = table.cells.setdefault(key, {})
             row[value] = cell
             reference = row.setdefault(values[0], AxisCell())
@@ -261,14 +275,15 @@ class ChangelogStep:
         return sorted(key for key, cell in self.cells.items() if cell.differing)
 
 
-def changelog(cells: pd.DataFrame, axes: list[str], cache: DistanceCache
-              ) -> list[ChangelogStep]:
+def changelog(cells: pd.DataFrame, axes: list[str], cache: DistanceCache,
+              origins: Origins | None = None) -> list[ChangelogStep]:
     """Consecutive torch versions compared pairwise: which outputs changed at each release."""
     if TORCH not in axes:
         return []
     values = axis_values(cells, TORCH)
     context = axis_context(TORCH, axes)
-    return [ChangelogStep(before, after, compare_pair(cells, TORCH, context, before, after, cache))
+    return [ChangelogStep(before, after,
+                          compare_pair(cells, TORCH, context, before, after, cache, origins))
             for before, after in zip(values, values[1:])]
 
 
@@ -303,9 +318,9 @@ def compare(files: Iterable[ResultsFile]) -> Comparison:
     comparable = comparable.drop_duplicates(
         subset=["scenario", "output", "digest"] + axis_columns)
     axes = axes_of(comparable)
-    cache = DistanceCache()
-    tables = {axis: compare_axis(comparable, axis, axes, cache) for axis in axes}
-    steps = changelog(comparable, axes, cache)
+    cache, origins = DistanceCache(), Origins()
+    tables = {axis: compare_axis(comparable, axis, axes, cache, origins) for axis in axes}
+    steps = changelog(comparable, axes, cache, origins)
     outputs = sorted({(s, o) for s, o in zip(with_value["scenario"], with_value["output"])})
     nondeterministic = with_value[with_value["repeatable"] == False]  # noqa: E712
     problems = data[data["status"] != "ok"]

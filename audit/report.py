@@ -29,6 +29,7 @@ from audit.compare import (
     compare,
 )
 from audit.distance import values
+from audit.origin import describe_origin
 from audit.results import ResultsFile, read_all
 from audit.sample import Sample
 
@@ -65,6 +66,8 @@ def cell_text(cell: AxisCell | None, is_reference: bool) -> str:
         return "identical"
     where = "" if cell.differing == cell.groups else f" in {cell.differing}/{cell.groups}"
     detail = f": {cell.worst.describe()}" if cell.worst is not None else ""
+    if cell.origin:  # only a found origin; NoOrigin reasons stay out of the table
+        detail += f"; {escape(describe_origin(cell.origin))}"
     return f"**differs**{where}{detail}"
 
 

@@ -20,6 +20,7 @@ from typing import IO, Any, Iterable, Iterator
 from audit.atomic import atomic_text
 from audit.errors import UserError
 
+TRACES_SUFFIX = ".traces.jsonl.gz"  # op traces beside a results file (audit.trace)
 SCHEMA = 1
 HEADER = "repro-audit/header"
 ROW = "repro-audit/row"
@@ -205,7 +206,8 @@ def expand(paths: Iterable[str]) -> list[Path]:
             candidate = Path(match)
             if candidate.is_dir():
                 found.extend(sorted(item for pattern in ("*.jsonl", "*.jsonl.gz")
-                                    for item in candidate.rglob(pattern) if item.is_file()))
+                                    for item in candidate.rglob(pattern) if item.is_file()
+                                    and not item.name.endswith(TRACES_SUFFIX)))
             elif candidate.is_file():
                 found.append(candidate)
             else:

@@ -8,6 +8,7 @@ visible results file; `--resume` reads the journal and runs only what is missing
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -33,6 +34,7 @@ class RunOptions:
     out: Path = Path("results")
     resume: bool = False
     keep_tensors: bool = False
+    trace: bool = False  # --trace: op traces beside the results (<name>.traces.jsonl.gz)
     shard: tuple[int, int] | None = None  # (i, n), 1-based
 
     @classmethod
@@ -45,7 +47,8 @@ class RunOptions:
         if Path(args.out).exists() and not Path(args.out).is_dir():
             raise UserError(f"--out {args.out}: not a folder")
         options = cls(out=Path(args.out), resume=bool(getattr(args, "resume", False)),
-                      keep_tensors=bool(getattr(args, "keep_tensors", False)))
+                      keep_tensors=bool(getattr(args, "keep_tensors", False)),
+                      trace=bool(getattr(args, "trace", False)))
         if args.matrix:
             loaded = matrix_module.load(args.matrix)
             options.select = list(loaded.select)
@@ -130,6 +133,7 @@ def run_audit(options: RunOptions) -> str:
     from audit.progress import Progress
     from audit.runner import Plan, Runner
     from audit.scenarios import registry
+    from audit.trace import read_traces, traces_path, write_traces
 
     registry.load_builtin()
     for path in options.scenario_files:
@@ -143,37 +147,54 @@ def run_audit(options: RunOptions) -> str:
     out.mkdir(parents=True, exist_ok=True)
     final = out / results_name(torch.__version__, identity, options.shard)
     journal = out / f".{final.name}.partial"
+    # One JSON line per traced unit; only with --trace (the journal above is the run's own).
+    trace_journal = out / f".{final.name}.traces-journal"
 
     previous = read_journal(journal) if options.resume else []
     if not options.resume:
         journal.unlink(missing_ok=True)
+        trace_journal.unlink(missing_ok=True)
     done = {unit_key(row) for row in previous}
     plan = Plan(scenarios=scenarios, devices=options.devices, settings=options.settings,
                 scenario_files=options.scenario_files, timeout=options.timeout,
-                keep_tensors=str((out / "tensors").resolve()) if options.keep_tensors else None)
+                keep_tensors=str((out / "tensors").resolve()) if options.keep_tensors else None,
+                trace=options.trace)
     device_reasons = {device: device_status(device) for device in options.devices}
     progress = Progress()
-    with open(journal, "a", encoding="utf-8", newline="\n") as stream:
+    with open(journal, "a", encoding="utf-8", newline="\n") as stream, \
+            (open(trace_journal, "a", encoding="utf-8", newline="\n") if options.trace
+             else contextlib.nullcontext()) as traces:
         def journal_rows(rows: list[dict[str, Any]]) -> None:
             for row in rows:
                 stream.write(dumps(row) + "\n")
             stream.flush()
             os.fsync(stream.fileno())
 
+        def journal_trace(key: str, trace: dict[str, Any]) -> None:
+            traces.write(json.dumps({"key": key, **trace}, sort_keys=True) + "\n")
+            traces.flush()
+
         runner = Runner(plan, identity, torch.__version__, progress=progress,
-                        on_rows=journal_rows, skip=done)
+                        on_rows=journal_rows, skip=done,
+                        on_trace=journal_trace if options.trace else None)
         rows = previous + runner.run(device_reasons)
     progress.close()
     header = make_header(environment, identity, devices={d: r for d, r in device_reasons.items()},
                          selection=[s.name for s in scenarios], settings=options.settings,
                          references={s.name: s.references for s in scenarios if s.references})
     write_atomic(final, header, sorted(rows, key=_row_order))
+    traced_units = read_traces(trace_journal) if trace_journal.exists() else {}
+    if traced_units:
+        write_traces(traces_path(final), traced_units)
     journal.unlink(missing_ok=True)
+    trace_journal.unlink(missing_ok=True)
     counts = Counter(row["status"] for row in rows)
     not_repeatable = sum(1 for row in rows if row.get("repeatable") is False)
     parts = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
+    traced_note = (f"; traces of {len(traced_units)} units in {traces_path(final).name}"
+                   if traced_units else "")
     return (f"wrote {len(rows)} rows to {final} ({parts}; {not_repeatable} not repeatable "
-            "run to run)")
+            f"run to run{traced_note})")
 
 
 def _row_order(row: dict[str, Any]) -> str:

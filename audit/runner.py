@@ -27,6 +27,7 @@ from audit.compat import version_at_least
 from audit.results import make_row
 from audit.scenarios.registry import Scenario
 from audit.settings import ALWAYS_RECORDED, PROCESS, RUN, combinations, for_device, process_environ
+from audit.trace import trace_key
 
 DEFAULT_TIMEOUT = 300.0
 STARTUP_GRACE = 120.0  # seconds a child may take to import torch and load scenarios
@@ -42,6 +43,7 @@ class Plan:
     scenario_files: list[str] = field(default_factory=list)
     timeout: float = DEFAULT_TIMEOUT
     keep_tensors: str | None = None  # folder for full output bytes (exact distances)
+    trace: bool = False  # run each unit a third time, every op recorded (audit.trace)
 
 
 @dataclass
@@ -89,8 +91,10 @@ class Runner:
     def __init__(self, plan: Plan, env_id: str, torch_version: str,
                  progress: Callable[[int, int, str], None] | None = None,
                  on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
-                 skip: set[str] | None = None) -> None:
+                 skip: set[str] | None = None,
+                 on_trace: Callable[[str, dict[str, Any]], None] | None = None) -> None:
         self.plan = plan
+        self.on_trace = on_trace or (lambda key, trace: None)
         self.skip = skip or set()  # unit keys already done (see audit.run.unit_key)
         self.planned: set[str] = set()
         self.env_id = env_id
@@ -180,7 +184,8 @@ class Runner:
             else:
                 environ[name] = value
         job = {"units": [unit.job() for unit in units], "scenario_files": self.plan.scenario_files,
-               "process_settings": combo, "keep_tensors": self.plan.keep_tensors}
+               "process_settings": combo, "keep_tensors": self.plan.keep_tensors,
+               "trace": self.plan.trace}
         by_id = {unit.id: unit for unit in units}
         stderr_file = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 - closed after wait()
         child = subprocess.Popen(
@@ -222,6 +227,10 @@ class Runner:
             elif kind == "finish":
                 unit = by_id[event["unit"]]
                 finished = self.finish_rows(unit, event["rows"], effective, event["seconds"])
+                if isinstance(event.get("trace"), dict):
+                    settings, _ = self.settings_in_effect(unit, effective)
+                    self.on_trace(trace_key(unit.scenario.name, unit.device, settings),
+                                  event["trace"])
                 rows.extend(finished)
                 self.on_rows(finished)
                 pending.remove(unit)

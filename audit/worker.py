@@ -47,6 +47,17 @@ def run_once(function: Callable[[Any], Any], context: Any, name: str) -> dict[st
     return flatten_outputs(name, function(context))
 
 
+def run_traced(function: Callable[[Any], Any], context: Any, name: str
+               ) -> tuple[dict[str, Any], Any]:
+    """`run_once` under the op recorder: the outputs and the `audit.trace.Trace`."""
+    from audit.outputs import flatten_outputs
+    from audit.trace import traced
+
+    scramble_rng_states()
+    result, trace = traced(function, context)
+    return flatten_outputs(name, result), trace
+
+
 def describe_outputs(outputs: dict[str, Any], keep: str | None = None
                      ) -> dict[str, dict[str, Any]]:
     """Digest, dtype, shape, kind and value sample of each output (bytes extracted once).
@@ -92,6 +103,7 @@ class Worker:
     def __init__(self, job: dict[str, Any], protocol: TextIO) -> None:
         self.job = job
         self.protocol = protocol
+        self.trace: Any = None  # the op trace of the unit being run (job["trace"])
 
     def emit(self, event: str, **payload: Any) -> None:
         self.protocol.write(json.dumps({"event": event, **payload}, sort_keys=True) + "\n")
@@ -112,9 +124,11 @@ class Worker:
         for unit in self.job["units"]:
             self.emit("start", unit=unit["id"])
             started = time.perf_counter()
+            self.trace = None
             rows = self.run_unit(scenarios[unit["scenario"]], unit)
+            extra = {"trace": self.trace.to_json()} if self.trace is not None else {}
             self.emit("finish", unit=unit["id"], rows=rows,
-                      seconds=round(time.perf_counter() - started, 6))
+                      seconds=round(time.perf_counter() - started, 6), **extra)
 
     def apply_threads(self) -> None:
         import torch
@@ -150,6 +164,8 @@ class Worker:
                 second, second_error = None, _describe(error)
             else:
                 second_error = None
+            if self.job.get("trace"):
+                self.trace = self.traced_run(scenario, context)
             return self.rows_for(first, second, second_error, self.job.get("keep_tensors"))
         except Unavailable as reason:
             return [{"output": None, "status": "unavailable", "error": str(reason)}]
@@ -169,6 +185,20 @@ class Worker:
         finally:
             for restore in reversed(restores):
                 restore()
+
+    @staticmethod
+    def traced_run(scenario: Any, context: Any) -> Any:
+        """A third run with every op recorded, beside the two audited ones: under a dispatch
+        mode torch may take other code paths (see audit.trace), which must not touch the
+        audited digests or the run-to-run verdict. No trace is no finding: None."""
+        from audit.trace import tracing_unavailable
+
+        if tracing_unavailable() is not None:
+            return None
+        try:
+            return run_traced(scenario.function, context, scenario.name)[1]
+        except Exception:  # noqa: BLE001 - the audited rows stand without a trace
+            return None
 
     @staticmethod
     def rows_for(first: dict[str, Any], second: dict[str, Any] | None,
