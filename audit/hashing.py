@@ -10,6 +10,7 @@ this is a bitwise audit, so nothing is compared through values (`torch.equal` sa
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from dataclasses import dataclass
@@ -37,6 +38,14 @@ def dtype_name(dtype: Any) -> str:
     return str(dtype).replace("torch.", "")
 
 
+@functools.cache
+def _has_lazy_bits() -> bool:
+    """torch >= 1.10 has lazy conj / neg bits (checked once, not per tensor)."""
+    import torch
+
+    return hasattr(torch.Tensor, "resolve_conj") and hasattr(torch.Tensor, "resolve_neg")
+
+
 def _dense_bytes(tensor: Any) -> np.ndarray:
     """Little-endian element bytes of a dense tensor in C order, zero-copy where possible."""
     import torch
@@ -45,10 +54,8 @@ def _dense_bytes(tensor: Any) -> np.ndarray:
     if tensor.device.type != "cpu":
         tensor = tensor.cpu()
     # Lazy conjugate / negative bits are flags, not bytes: resolve them first.
-    if hasattr(tensor, "resolve_conj"):
-        tensor = tensor.resolve_conj()
-    if hasattr(tensor, "resolve_neg"):
-        tensor = tensor.resolve_neg()
+    if _has_lazy_bits():
+        tensor = tensor.resolve_conj().resolve_neg()
     tensor = tensor.contiguous()
     if tensor.numel() == 0:
         return np.zeros(0, dtype=np.uint8)
@@ -122,15 +129,30 @@ def digest_parts(kind: str, dtype: str, shape: tuple[int, ...], parts: list[Part
         if total >= THREADED_FROM_BYTES
         else blake3.blake3()
     )
-    header = {"format": FORMAT, "kind": kind, "dtype": dtype, "shape": list(shape)}
-    hasher.update(json.dumps(header, sort_keys=True).encode() + b"\0")
+    # The headers are json.dumps(..., sort_keys=True) of small dicts, written out directly:
+    # the same bytes, a third of the time of a 3x3 tensor's digest.
+    hasher.update(f'{{"dtype": {_quote(dtype)}, "format": "{FORMAT}", "kind": {_quote(kind)}, '
+                  f'"shape": {_json_list(shape)}}}\0'.encode())
     for part in parts:
-        part_header = {"part": part.name, "dtype": part.dtype, "shape": list(part.shape),
-                       "nbytes": part.data.nbytes}
-        hasher.update(json.dumps(part_header, sort_keys=True).encode() + b"\0")
-        if part.data.nbytes:
+        nbytes = part.data.nbytes
+        hasher.update(f'{{"dtype": {_quote(part.dtype)}, "nbytes": {nbytes}, '
+                      f'"part": {_quote(part.name)}, "shape": {_json_list(part.shape)}}}\0'
+                      .encode())
+        if nbytes:
             hasher.update(part.data)
     return hasher.hexdigest()
+
+
+_PLAIN = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_:=.-")
+
+
+def _quote(text: str) -> str:
+    """json.dumps of a string: plain names directly, anything else through json."""
+    return f'"{text}"' if _PLAIN.issuperset(text) else json.dumps(text)
+
+
+def _json_list(values: tuple[int, ...]) -> str:
+    return "[" + ", ".join(str(int(value)) for value in values) + "]"
 
 
 def digest(tensor: Any) -> str:
