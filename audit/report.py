@@ -302,8 +302,8 @@ def problems_section(result: Comparison) -> list[str]:
 
 
 def render(files: list[ResultsFile], result: Comparison | None = None,
-           heatmap: str | None = None) -> str:
-    """The whole report as markdown text (`heatmap`: a drawn image's file name to link)."""
+           heatmap: str | None = None, changelog: str | None = None) -> str:
+    """The whole report as markdown text (`heatmap`, `changelog`: file names to link)."""
     result = result if result is not None else compare(files)
     lines = [
         "# repro-audit report", "",
@@ -314,6 +314,9 @@ def render(files: list[ResultsFile], result: Comparison | None = None,
         f"Built from {len(files)} results files: "
         f"{short_list(sorted(Path(item.path).name for item in files), 12)}.", "",
     ]
+    if changelog:
+        lines += [f"Which torch release changed which output, release by release: "
+                  f"[{changelog}]({changelog}).", ""]
     lines += environments_section(files)
     lines += summary_section(result)
     if heatmap:
@@ -343,6 +346,7 @@ def write_report(paths: list[str], out: Path) -> Path:
     result = compare(files)
     out.mkdir(parents=True, exist_ok=True)
     drawn = heatmap.draw(result, out) if heatmap.available() else None
-    text = render(files, result, drawn.name if drawn else None)
+    changelog = "changelog.md" if (out / "changelog.md").exists() else None
+    text = render(files, result, drawn.name if drawn else None, changelog)
     return write_text(out / "README.md", text)
 
