@@ -83,7 +83,7 @@ def report(session: nox.Session) -> None:
     """Merge every results file under results/ into reports/README.md."""
     session.install(*install_sources().uv_options(), "--no-deps", ".")
     session.install(*install_sources().uv_options(), "numpy", "blake3", "pandas", "tabulate",
-                    "matplotlib")
+                    "orjson", "matplotlib")
     session.run("python", "-m", "audit", "report", str(RESULTS), "--out", str(REPORTS),
                 *session.posargs)
 
@@ -190,7 +190,8 @@ def releases(session: nox.Session) -> None:
 def changelog(session: nox.Session) -> None:
     """reports/changelog.md from the release results kept under reports/releases/results/."""
     session.install(*install_sources().uv_options(), "--no-deps", ".")
-    session.install(*install_sources().uv_options(), "numpy", "blake3", "pandas", "tabulate")
+    session.install(*install_sources().uv_options(), "numpy", "blake3", "pandas", "tabulate",
+                    "orjson")
     session.run("python", "-m", "audit", "changelog", str(RELEASES / "results"),
                 "--out", str(RELEASES.parent / "changelog.md"))
 

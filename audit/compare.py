@@ -22,7 +22,7 @@ from audit.origin import NoOrigin, Origin, Origins
 from audit.results import ResultsFile
 from audit.sample import Sample
 from audit.settings import SETTINGS
-from audit.trace import trace_key
+from audit.trace import trace_key, traces_path
 
 TORCH, DEVICE, PLATFORM = "torch", "device", "platform"
 SETTING_PREFIX = "setting:"
@@ -70,6 +70,7 @@ def frame(files: Iterable[ResultsFile]) -> pd.DataFrame:
         environment = item.header.get("environment", {})
         machine = platform_label(environment) if environment else "unknown"
         folder, name = Path(item.path).parent, str(item.path)
+        traced = traces_path(Path(item.path)).exists()  # keys cost time: only where needed
         for row in item.rows:
             for column in ROW_COLUMNS:
                 columns[column].append(row.get(column))
@@ -79,7 +80,7 @@ def frame(files: Iterable[ResultsFile]) -> pd.DataFrame:
             columns["file"].append(name)
             columns["stored"].append(str(folder / row["stored"]) if row.get("stored") else None)
             columns["trace_key"].append(trace_key(row["scenario"], str(row.get("device")),
-                                                  row.get("settings") or {}))
+                                                  row.get("settings") or {}) if traced else None)
             for setting, value in (row.get("settings") or {}).items():
                 column = SETTING_PREFIX + setting
                 if column not in settings:  # a setting first seen now: earlier rows lack it

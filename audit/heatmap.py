@@ -15,6 +15,7 @@ import numpy as np
 from audit.compare import Comparison, axis_title
 
 FILE_NAME = "heatmap.png"
+MAX_ROWS = 150  # more scenarios than this: one row per family (a readable, fast image)
 
 
 def available() -> bool:
@@ -22,11 +23,15 @@ def available() -> bool:
 
 
 def shares(result: Comparison) -> tuple[list[str], list[str], np.ndarray]:
-    """Rows (scenarios), columns ('threads=2') and the share of each scenario's compared
-    outputs identical to the axis' reference value (NaN where nothing was compared)."""
+    """Rows (scenarios, or families when there are many), columns ('threads=2') and the
+    share of each row's compared outputs identical to the axis' reference value (NaN where
+    nothing was compared)."""
     columns: list[tuple[str, str]] = [(axis, value) for axis in result.axes
                                       for value in result.tables[axis].values[1:]]
     scenarios = sorted({key[0] for table in result.tables.values() for key in table.cells})
+    group = (lambda name: name) if len(scenarios) <= MAX_ROWS else (
+        lambda name: name.split(".", 1)[0] + ".*")
+    scenarios = sorted({group(name) for name in scenarios})
     grid = np.full((len(scenarios), len(columns)), np.nan)
     row_of = {name: index for index, name in enumerate(scenarios)}
     for column, (axis, value) in enumerate(columns):
@@ -34,7 +39,7 @@ def shares(result: Comparison) -> tuple[list[str], list[str], np.ndarray]:
         for (scenario, _), cells in result.tables[axis].cells.items():
             cell = cells.get(value)
             if cell is not None and cell.groups:
-                counts = same.setdefault(scenario, [0, 0])
+                counts = same.setdefault(group(scenario), [0, 0])
                 counts[0] += cell.differing == 0
                 counts[1] += 1
         for scenario, (identical, compared) in same.items():
