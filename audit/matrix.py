@@ -23,7 +23,7 @@ else:  # pragma: no cover - Python 3.9 / 3.10
     import tomli as tomllib
 
 SOURCES = ("pip-config", "registry")
-AUDIT_KEYS = {"select", "devices", "timeout", "scenario_files", "description"}
+AUDIT_KEYS = {"select", "devices", "timeout", "scenario_files", "description", "trace"}
 TORCH_KEYS = {"version", "from", "find_links", "index_url", "extra_index_urls", "numpy",
               "python", "packages"}
 TOP_KEYS = {"audit", "settings", "torch", "ci"}  # [ci]: read by audit.ci_matrix only
@@ -58,6 +58,7 @@ class Matrix:
     select: tuple[str, ...] = ()
     devices: tuple[str, ...] = ("cpu", "cuda", "mps")
     timeout: float = 300.0
+    trace: bool = False  # record op traces (run --trace) so reports name divergence origins
     scenario_files: tuple[str, ...] = ()
     settings: dict[str, list[str]] = field(default_factory=dict)
     torch: tuple[TorchVersion, ...] = ()
@@ -86,6 +87,12 @@ def _resolve(folder: Path, name: str, where: str) -> str:
         return str((folder / name).resolve())
     except (OSError, ValueError) as error:  # a NUL byte, a symlink loop
         raise UserError(f"{where}: {name!r} is not a usable path ({error})") from None
+
+
+def _boolean(value: Any, where: str) -> bool:
+    if not isinstance(value, bool):
+        raise UserError(f"{where} must be true or false, not {value!r}")
+    return value
 
 
 def parse_torch(entry: Any, where: str) -> TorchVersion:
@@ -162,6 +169,7 @@ def load(path: str | Path) -> Matrix:
         select=_strings(audit.get("select", []), f"{where}: audit.select"),
         devices=devices,
         timeout=float(timeout),
+        trace=_boolean(audit.get("trace", False), f"{where}: audit.trace"),
         scenario_files=scenario_files,
         settings=parse_choices(settings, f"{where}: [settings]"),
         torch=versions,

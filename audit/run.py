@@ -56,6 +56,7 @@ class RunOptions:
             options.settings = dict(loaded.settings)
             options.devices = list(loaded.devices)
             options.timeout = loaded.timeout
+            options.trace = options.trace or loaded.trace
         if args.select:
             options.select = list(args.select)
         options.scenario_files += [str(Path(path).resolve()) for path in args.scenarios]

@@ -309,3 +309,13 @@ def test_toml_writer_round_trip() -> None:
     data = {"audit": {"select": ["a\"b\\c\n\x7f"], "timeout": 1.5},
             "torch": [{"version": "2.1", "from": "registry"}], "x": -3}
     assert tomllib.loads(toml_document(data)) == data
+
+
+def test_trace_is_a_boolean(tmp_path: Path) -> None:
+    good = tmp_path / "good.toml"
+    good.write_text("[audit]\ntrace = true\n", encoding="utf-8")
+    assert matrix.load(good).trace is True
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[audit]\ntrace = "yes"\n', encoding="utf-8")
+    with pytest.raises(UserError, match=r"bad.toml: audit.trace must be true or false"):
+        matrix.load(bad)
