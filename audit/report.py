@@ -34,6 +34,7 @@ from audit.results import ResultsFile, read_all
 from audit.sample import Sample
 
 LIST_LIMIT = 6  # names shown before "and N more"
+PAGE_FROM = 40  # an axis with more differing outputs gets a page of its own
 
 
 def escape(text: Any) -> str:
@@ -155,9 +156,32 @@ def family_section(result: Comparison) -> list[str]:
     return ["## By scenario family", "", table(headers, rows), ""]
 
 
-def axis_section(axis_table: AxisTable) -> list[str]:
+def axis_page_name(axis: str) -> str:
+    """'setting:cpu_capability' -> 'across-cpu_capability.md'."""
+    return anchor(axis) + ".md"
+
+
+def axis_section(axis_table: AxisTable, pages: dict[str, str] | None = None) -> list[str]:
+    """The axis' table in the report, or (long, and `pages` given) on a page of its own
+    with a summary and a link left in the report."""
+    breaking = axis_table.breaking()
+    body = axis_body(axis_table)
     title = axis_title(axis_table.axis)
-    lines = [f"## Across {escape(title)}", ""]
+    if pages is None or len(breaking) <= PAGE_FROM:
+        return [f"## Across {escape(title)}", ""] + body
+    name = axis_page_name(axis_table.axis)
+    pages[name] = "\n".join([f"# Across {escape(title)}", "",
+                             "[Back to the report](README.md)", ""] + body).rstrip() + "\n"
+    families = sorted({scenario.split(".", 1)[0] for scenario, _ in breaking})
+    return [f"## Across {escape(title)}", "",
+            f"{len(breaking)} of {len(axis_table.cells)} outputs differ from their value at "
+            f"**{escape(axis_table.reference)}**, in the families {short_list(families, 12)}: "
+            f"the table is on its own page, [{name}]({name}).", ""]
+
+
+def axis_body(axis_table: AxisTable) -> list[str]:
+    title = axis_title(axis_table.axis)
+    lines: list[str] = []
     breaking, holding = axis_table.breaking(), axis_table.holding()
     lines.append(
         f"Each output compared with its value at **{escape(axis_table.reference)}**, the other "
@@ -302,8 +326,12 @@ def problems_section(result: Comparison) -> list[str]:
 
 
 def render(files: list[ResultsFile], result: Comparison | None = None,
-           heatmap: str | None = None, changelog: str | None = None) -> str:
-    """The whole report as markdown text (`heatmap`, `changelog`: file names to link)."""
+           heatmap: str | None = None, changelog: str | None = None,
+           pages: dict[str, str] | None = None) -> str:
+    """The whole report as markdown text (`heatmap`, `changelog`: file names to link).
+
+    With `pages` (a dict to fill), long axis tables go to pages of their own.
+    """
     result = result if result is not None else compare(files)
     lines = [
         "# repro-audit report", "",
@@ -327,7 +355,7 @@ def render(files: list[ResultsFile], result: Comparison | None = None,
     lines += references_section(files, result)
     lines += changelog_section(result)
     for axis in sorted(result.axes, key=_axis_order):
-        lines += axis_section(result.tables[axis])
+        lines += axis_section(result.tables[axis], pages)
     lines += nondeterministic_section(result)
     lines += problems_section(result)
     return "\n".join(lines).rstrip() + "\n"
@@ -347,6 +375,12 @@ def write_report(paths: list[str], out: Path) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     drawn = heatmap.draw(result, out) if heatmap.available() else None
     changelog = "changelog.md" if (out / "changelog.md").exists() else None
-    text = render(files, result, drawn.name if drawn else None, changelog)
+    pages: dict[str, str] = {}
+    text = render(files, result, drawn.name if drawn else None, changelog, pages)
+    for stale in out.glob("across-*.md"):  # pages of an earlier report that has none now
+        if stale.name not in pages:
+            stale.unlink()
+    for name, page in sorted(pages.items()):
+        write_text(out / name, page)
     return write_text(out / "README.md", text)
 

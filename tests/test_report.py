@@ -72,3 +72,17 @@ def test_report_of_an_empty_folder_is_a_one_line_error(tmp_path: Path,
     assert main(["report", str(tmp_path)]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and str(tmp_path) in error
+
+
+def test_a_long_axis_table_gets_a_page_of_its_own(tmp_path: Path, monkeypatch) -> None:
+    import audit.report
+
+    monkeypatch.setattr(audit.report, "PAGE_FROM", 0)
+    (tmp_path / "across-stale.md").write_text("old", encoding="utf-8")
+    assert main(["report", str(FIXTURES), "--out", str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text(encoding="utf-8")
+    page = (tmp_path / "across-threads.md").read_text(encoding="utf-8")
+    assert "the table is on its own page, [across-threads.md](across-threads.md)" in text
+    assert "| ops.sum_large | sum      | reference       | **differs**" in page
+    assert "[Back to the report](README.md)" in page
+    assert not (tmp_path / "across-stale.md").exists()
