@@ -188,12 +188,16 @@ def releases(session: nox.Session) -> None:
 
 @nox.session
 def changelog(session: nox.Session) -> None:
-    """reports/changelog.md from the release results kept under reports/releases/results/."""
+    """reports/changelog.md and reports/releases/README.md from the release results kept
+    under reports/releases/results/."""
     session.install(*install_sources().uv_options(), "--no-deps", ".")
     session.install(*install_sources().uv_options(), "numpy", "blake3", "pandas", "tabulate",
                     "orjson")
     session.run("python", "-m", "audit", "changelog", str(RELEASES / "results"),
                 "--out", str(RELEASES.parent / "changelog.md"))
+    # The same results merged into the full report: 16 environments, one file each.
+    session.run("python", "-m", "audit", "report", str(RELEASES / "results"),
+                "--out", str(RELEASES))
 
 
 @nox.session
