@@ -60,40 +60,39 @@ CATEGORICAL = ("scenario", "output", "status", "dtype", "env_id", TORCH, DEVICE,
 
 
 def frame(files: Iterable[ResultsFile]) -> pd.DataFrame:
-    """One DataFrame row per results row, with one column per axis (built column-wise)."""
-    columns: dict[str, list[Any]] = {name: [] for name in
-                                      (*ROW_COLUMNS, TORCH, DEVICE, PLATFORM, "file", "stored",
-                                       "trace_key")}
-    settings: dict[str, list[Any]] = {}
-    count = 0
-    for item in files:
-        environment = item.header.get("environment", {})
-        machine = platform_label(environment) if environment else "unknown"
-        folder, name = Path(item.path).parent, str(item.path)
-        traced = traces_path(Path(item.path)).exists()  # keys cost time: only where needed
-        for row in item.rows:
-            for column in ROW_COLUMNS:
-                columns[column].append(row.get(column))
-            columns[TORCH].append(str(row.get("torch_version")))
-            columns[DEVICE].append(str(row.get("device")))
-            columns[PLATFORM].append(machine)
-            columns["file"].append(name)
-            columns["stored"].append(str(folder / row["stored"]) if row.get("stored") else None)
-            columns["trace_key"].append(trace_key(row["scenario"], str(row.get("device")),
-                                                  row.get("settings") or {}) if traced else None)
-            for setting, value in (row.get("settings") or {}).items():
-                column = SETTING_PREFIX + setting
-                if column not in settings:  # a setting first seen now: earlier rows lack it
-                    settings[column] = [UNSET] * count
-                settings[column].append(str(value))
-            count += 1
-            for values in settings.values():  # settings this row does not have
-                if len(values) < count:
-                    values.append(UNSET)
-    data = pd.DataFrame({**columns, **settings})
-    for column in (*CATEGORICAL, *settings):
+    """One DataFrame row per results row, with one column per axis (built column-wise,
+    one list comprehension per column and file: a million rows in seconds)."""
+    parts = [_file_frame(item) for item in files]
+    data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
+        columns=[*ROW_COLUMNS, TORCH, DEVICE, PLATFORM, "file", "stored", "trace_key"])
+    for column in setting_columns(data):
+        data[column] = data[column].fillna(UNSET)
+    for column in (*CATEGORICAL, *setting_columns(data)):
         data[column] = data[column].astype("category")
     return data
+
+
+def _file_frame(item: ResultsFile) -> pd.DataFrame:
+    rows = item.rows
+    environment = item.header.get("environment", {})
+    folder, name = Path(item.path).parent, str(item.path)
+    columns: dict[str, Any] = {column: [row.get(column) for row in rows]
+                               for column in ROW_COLUMNS}
+    columns[TORCH] = [str(row.get("torch_version")) for row in rows]
+    columns[DEVICE] = [str(row.get("device")) for row in rows]
+    columns[PLATFORM] = platform_label(environment) if environment else "unknown"
+    columns["file"] = name
+    columns["stored"] = [str(folder / row["stored"]) if row.get("stored") else None
+                         for row in rows]
+    traced = traces_path(Path(item.path)).exists()  # keys cost time: only where needed
+    columns["trace_key"] = [trace_key(row["scenario"], str(row.get("device")),
+                                      row.get("settings") or {}) if traced else None
+                            for row in rows]
+    settings = [row.get("settings") or {} for row in rows]
+    for setting in sorted({key for values in settings for key in values}):
+        columns[SETTING_PREFIX + setting] = [str(values.get(setting, UNSET))
+                                             for values in settings]
+    return pd.DataFrame(columns, index=pd.RangeIndex(len(rows)))
 
 
 def setting_columns(data: pd.DataFrame) -> list[str]:
