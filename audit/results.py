@@ -91,8 +91,10 @@ def _header_problem(record: dict[str, Any]) -> str | None:
     schema = record.get("schema")
     if isinstance(schema, bool) or not isinstance(schema, int) or schema < 1:
         return f"a header with no valid schema version ({schema!r})"
-    if not isinstance(record.get("environment", {}), dict):
-        return "a header whose environment is not an object"
+    if not isinstance(record.get("environment"), dict):
+        return "a header without an environment object"
+    if not isinstance(record.get("env_id"), str) or not record["env_id"]:
+        return "a header without an env-id"
     return None
 
 

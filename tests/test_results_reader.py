@@ -342,3 +342,14 @@ def test_compressed_results_are_read_and_a_truncated_one_keeps_its_first_rows(
     assert partial is not None and 0 < len(partial.rows) < len(expected.rows)
     assert partial.rows == expected.rows[: len(partial.rows)]
     assert "compressed file is truncated" in capsys.readouterr().err
+
+
+def test_a_header_without_env_id_before_the_real_one_is_skipped(tmp_path: Path) -> None:
+    lines = valid_lines()
+    foreign = json.dumps({"record": HEADER, "schema": 1})  # found by the fuzzer above
+    path = tmp_path / "x.jsonl"
+    path.write_text("\n".join([foreign, *lines]) + "\n", encoding="utf-8")
+    result = read_file(path, warn=False)
+    assert result is not None and result.header["env_id"] == "aaaa"
+    assert result.rows == sample_rows()
+    assert result.skipped == [f"{path}:1: a header without an environment object"]
