@@ -15,7 +15,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable, Iterator
+from typing import IO, Any, Iterable
 
 try:  # orjson, where installed (the `report` extra), parses results 3-5x faster
     from orjson import loads as _loads
@@ -242,10 +242,6 @@ def read_all(paths: Iterable[str]) -> list[ResultsFile]:
         _warn(item)
     return files
 
-
-def iter_rows(files: Iterable[ResultsFile]) -> Iterator[dict[str, Any]]:
-    for item in files:
-        yield from item.rows
 
 
 def write_unavailable(path: Path, torch_version: str, reason: str) -> Path:

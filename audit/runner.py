@@ -62,8 +62,6 @@ class Unit:
 def unavailable_reason(scenario: Scenario, device: str, device_reasons: dict[str, str | None],
                        torch_version: str) -> str | None:
     """Why `scenario` cannot run on `device` here, or None."""
-    if scenario.devices is not None and device not in scenario.devices:
-        return None  # not planned at all: see plan_units
     if device_reasons.get(device):
         return f"device {device}: {device_reasons[device]}"
     if scenario.min_torch and not version_at_least(torch_version, scenario.min_torch):
