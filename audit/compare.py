@@ -62,7 +62,11 @@ CATEGORICAL = ("scenario", "output", "status", "dtype", "env_id", TORCH, DEVICE,
 def frame(files: Iterable[ResultsFile]) -> pd.DataFrame:
     """One DataFrame row per results row, with one column per axis (built column-wise,
     one list comprehension per column and file: a million rows in seconds)."""
-    parts = [_file_frame(item) for item in files]
+    return join_frames([file_frame(item) for item in files])
+
+
+def join_frames(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """The frames of single files (`file_frame`) as one, axes categorical."""
     data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
         columns=[*ROW_COLUMNS, TORCH, DEVICE, PLATFORM, "file", "stored", "trace_key"])
     for column in setting_columns(data):
@@ -72,7 +76,8 @@ def frame(files: Iterable[ResultsFile]) -> pd.DataFrame:
     return data
 
 
-def _file_frame(item: ResultsFile) -> pd.DataFrame:
+def file_frame(item: ResultsFile) -> pd.DataFrame:
+    """One file's rows as a frame (its rows can be dropped afterwards)."""
     rows = item.rows
     environment = item.header.get("environment", {})
     folder, name = Path(item.path).parent, str(item.path)
@@ -309,8 +314,9 @@ def find_conflicts(cells: pd.DataFrame, axis_columns: list[str]) -> pd.DataFrame
             .reset_index())
 
 
-def compare(files: Iterable[ResultsFile]) -> Comparison:
-    data = frame(files)
+def compare(files: Iterable[ResultsFile], data: pd.DataFrame | None = None) -> Comparison:
+    """Classify every cell; `data` is the files' frame when the caller built it already."""
+    data = frame(files) if data is None else data
     with_value = data[(data["status"] == "ok") & data["output"].notna()]
     comparable = with_value[with_value["repeatable"] == True]  # noqa: E712 - pandas mask
     axis_columns = [TORCH, DEVICE, PLATFORM] + setting_columns(data)

@@ -27,6 +27,8 @@ from audit.compare import (
     Comparison,
     axis_title,
     compare,
+    file_frame,
+    join_frames,
 )
 from audit.distance import values
 from audit.origin import describe_origin
@@ -369,9 +371,10 @@ def write_report(paths: list[str], out: Path) -> Path:
     """Read every results file under `paths` and write `out/README.md`."""
     from audit import heatmap
 
-    files = read_all(paths)
+    parts: list[pd.DataFrame] = []  # framed file by file: rows are freed as they are read
+    files = read_all(paths, consume=lambda item: parts.append(file_frame(item)))
     files.sort(key=lambda item: str(item.path))
-    result = compare(files)
+    result = compare(files, join_frames(parts))
     out.mkdir(parents=True, exist_ok=True)
     drawn = heatmap.draw(result, out) if heatmap.available() else None
     changelog = "changelog.md" if (out / "changelog.md").exists() else None

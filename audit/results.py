@@ -15,7 +15,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Iterable
+from typing import IO, Any, Callable, Iterable
 
 try:  # orjson, where installed (the `report` extra), parses results 3-5x faster
     from orjson import loads as _loads
@@ -225,13 +225,22 @@ def expand(paths: Iterable[str]) -> list[Path]:
     return unique
 
 
-def read_all(paths: Iterable[str]) -> list[ResultsFile]:
+def read_all(paths: Iterable[str],
+             consume: Callable[[ResultsFile], None] | None = None) -> list[ResultsFile]:
     """Every readable results file under `paths` (a UserError when none is readable).
 
     When none is readable the error alone says why (one line), without a warning per file.
+    With `consume`, each readable file is handed over as soon as it is read and its rows
+    are then dropped (headers kept): a large set of results never sits in memory at once.
     """
     paths = list(paths)
-    results = [_read(path) for path in expand(paths)]
+    results = []
+    for path in expand(paths):
+        item = _read(path)
+        if consume is not None and not item.unreadable:
+            consume(item)
+            item.rows = []
+        results.append(item)
     files = [item for item in results if not item.unreadable]
     if not files:
         first = results[0]
