@@ -192,7 +192,7 @@ def changelog(session: nox.Session) -> None:
     under reports/releases/results/."""
     session.install(*install_sources().uv_options(), "--no-deps", ".")
     session.install(*install_sources().uv_options(), "numpy", "blake3", "pandas", "tabulate",
-                    "orjson")
+                    "orjson", "matplotlib")
     session.run("python", "-m", "audit", "changelog", str(RELEASES / "results"),
                 "--out", str(RELEASES.parent / "changelog.md"))
     # The same results merged into the full report: 16 environments, one file each.

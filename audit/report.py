@@ -377,6 +377,8 @@ def write_report(paths: list[str], out: Path) -> Path:
     result = compare(files, join_frames(parts))
     out.mkdir(parents=True, exist_ok=True)
     drawn = heatmap.draw(result, out) if heatmap.available() else None
+    if drawn is None:  # an image of earlier results must not sit beside this report
+        (out / heatmap.FILE_NAME).unlink(missing_ok=True)
     changelog = "changelog.md" if (out / "changelog.md").exists() else None
     pages: dict[str, str] = {}
     text = render(files, result, drawn.name if drawn else None, changelog, pages)

@@ -34,3 +34,12 @@ def test_report_links_a_byte_stable_heatmap(tmp_path: Path) -> None:
     png = (tmp_path / "a" / heatmap.FILE_NAME).read_bytes()
     assert png.startswith(b"\x89PNG") and png == (tmp_path / "b" / heatmap.FILE_NAME).read_bytes()
     assert f"]({heatmap.FILE_NAME})" in first.read_text("utf-8") == second.read_text("utf-8")
+
+
+def test_a_report_without_matplotlib_removes_a_stale_heatmap(tmp_path: Path,
+                                                             monkeypatch) -> None:
+    monkeypatch.setattr(heatmap, "available", lambda: False)
+    (tmp_path / heatmap.FILE_NAME).write_bytes(b"an image of earlier results")
+    text = write_report([str(FIXTURES)], tmp_path).read_text(encoding="utf-8")
+    assert not (tmp_path / heatmap.FILE_NAME).exists()
+    assert heatmap.FILE_NAME not in text
