@@ -59,6 +59,12 @@ def test_each_family_registers_its_scenarios() -> None:
 # audit reports), repeatable once deterministic algorithms are on, so they are checked so.
 CPU_ATOMICS = {"ops.index_put_accumulate"}
 
+# Outputs seen to differ between two runs in one process without any seeding involved: exp of
+# 2**20 float32 values on 2 threads, about once in several full audits and once under a loaded
+# CI run (not reproduced in 60 runs on a quiet machine). The audit reports it as
+# nondeterministic; this test, which checks that scenarios seed what they use, leaves them out.
+KERNEL_NONDETERMINISTIC = {("ops.elementwise", "exp.out"), ("ops.elementwise", "exp.grad.0")}
+
 
 @contextlib.contextmanager
 def deterministic_algorithms(enabled: bool) -> Iterator[None]:
@@ -78,7 +84,10 @@ def test_scenario_repeats_bitwise_across_scrambled_rng(name: str) -> None:
         scramble()
         second = digests(run(name))
     assert first, name
-    assert first == second, {k for k in first if first[k] != second.get(k)}
+    assert first.keys() == second.keys()
+    differing = {key for key in first if first[key] != second[key]}
+    assert differing <= {output for scenario, output in KERNEL_NONDETERMINISTIC
+                         if scenario == name}, differing
 
 
 def test_scramble_catches_a_scenario_that_forgets_to_seed() -> None:
