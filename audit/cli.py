@@ -87,9 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_out_folder(out: str) -> None:
+    """`--out` names a folder to write into: an existing file there is a user error."""
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UserError(f"--out {out}: not a folder")
+
+
 def command_run(args: argparse.Namespace) -> int:
     from audit.run import RunOptions, run_audit
 
+    check_out_folder(args.out)
     options = RunOptions.from_arguments(args)
     summary = run_audit(options)
     print(summary)
@@ -99,8 +106,7 @@ def command_run(args: argparse.Namespace) -> int:
 def command_report(args: argparse.Namespace) -> int:
     from audit.report import write_report
 
-    if Path(args.out).exists() and not Path(args.out).is_dir():
-        raise UserError(f"--out {args.out}: not a folder")
+    check_out_folder(args.out)
     path = write_report(args.paths, Path(args.out))
     print(f"wrote {path}")
     return 0

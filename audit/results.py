@@ -15,7 +15,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable
+from typing import IO, Any, Callable, Iterable, Mapping
 
 try:  # orjson, where installed (the `report` extra), parses results 3-5x faster
     from orjson import loads as _loads
@@ -55,6 +55,11 @@ def make_row(**values: Any) -> dict[str, Any]:
         if key in values:
             row[key] = values[key]
     return row
+
+
+def unit_key(scenario: str, device: str, settings: Mapping[str, Any]) -> str:
+    """What identifies a unit (scenario, device, settings): for --resume and op traces."""
+    return json.dumps([scenario, device, dict(settings)], sort_keys=True)
 
 
 def make_header(environment: dict[str, Any], env_id: str, **extra: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from audit.errors import UserError
-from audit.results import ROW, dumps, make_header, write_atomic
+from audit.results import ROW, dumps, make_header, unit_key, write_atomic
 
 DEFAULT_DEVICES = ("cpu", "cuda", "mps")
 
@@ -44,8 +44,6 @@ class RunOptions:
         from audit import settings as settings_module
         from audit.devices import KNOWN_DEVICES
 
-        if Path(args.out).exists() and not Path(args.out).is_dir():
-            raise UserError(f"--out {args.out}: not a folder")
         options = cls(out=Path(args.out), resume=bool(getattr(args, "resume", False)),
                       keep_tensors=bool(getattr(args, "keep_tensors", False)),
                       trace=bool(getattr(args, "trace", False)))
@@ -98,10 +96,10 @@ def shard_of(names: list[str], shard: tuple[int, int] | None) -> list[str]:
     return [name for position, name in enumerate(sorted(names)) if position % count == index - 1]
 
 
-def unit_key(row: dict[str, Any]) -> str:
-    """What identifies the unit a row came from (for --resume)."""
+def row_unit_key(row: dict[str, Any]) -> str:
+    """The key of the unit a row came from, by the settings it requested (for --resume)."""
     requested = row["requested"] if row.get("requested") is not None else row["settings"]
-    return json.dumps([row["scenario"], row["device"], requested], sort_keys=True)
+    return unit_key(row["scenario"], row["device"], requested)
 
 
 def results_name(torch_version: str, env_id: str, shard: tuple[int, int] | None = None) -> str:
@@ -155,7 +153,7 @@ def run_audit(options: RunOptions) -> str:
     if not options.resume:
         journal.unlink(missing_ok=True)
         trace_journal.unlink(missing_ok=True)
-    done = {unit_key(row) for row in previous}
+    done = {row_unit_key(row) for row in previous}
     plan = Plan(scenarios=scenarios, devices=options.devices, settings=options.settings,
                 scenario_files=options.scenario_files, timeout=options.timeout,
                 keep_tensors=str((out / "tensors").resolve()) if options.keep_tensors else None,

@@ -24,10 +24,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from audit.compat import version_at_least
-from audit.results import make_row
+from audit.results import make_row, unit_key
 from audit.scenarios.registry import Scenario
 from audit.settings import ALWAYS_RECORDED, PROCESS, RUN, combinations, for_device, process_environ
-from audit.trace import trace_key
 
 DEFAULT_TIMEOUT = 300.0
 STARTUP_GRACE = 120.0  # seconds a child may take to import torch and load scenarios
@@ -93,7 +92,7 @@ class Runner:
                  on_trace: Callable[[str, dict[str, Any]], None] | None = None) -> None:
         self.plan = plan
         self.on_trace = on_trace or (lambda key, trace: None)
-        self.skip = skip or set()  # unit keys already done (see audit.run.unit_key)
+        self.skip = skip or set()  # unit keys already done (audit.results.unit_key)
         self.planned: set[str] = set()
         self.env_id = env_id
         self.torch_version = torch_version
@@ -115,7 +114,7 @@ class Runner:
             for device in scenario_devices(scenario, self.plan.devices):
                 for run_combo in run_combos:
                     applied = for_device({**process_combo, **run_combo}, device)
-                    key = json.dumps([scenario.name, device, applied], sort_keys=True)
+                    key = unit_key(scenario.name, device, applied)
                     if key in self.planned or key in self.skip:
                         # settings for another device collapse to n/a: run once
                         continue
@@ -227,7 +226,7 @@ class Runner:
                 finished = self.finish_rows(unit, event["rows"], effective, event["seconds"])
                 if isinstance(event.get("trace"), dict):
                     settings, _ = self.settings_in_effect(unit, effective)
-                    self.on_trace(trace_key(unit.scenario.name, unit.device, settings),
+                    self.on_trace(unit_key(unit.scenario.name, unit.device, settings),
                                   event["trace"])
                 rows.extend(finished)
                 self.on_rows(finished)

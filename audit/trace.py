@@ -54,7 +54,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
-from audit.results import TRACES_SUFFIX
+from audit.results import TRACES_SUFFIX, unit_key
 from audit.sample import Sample
 
 FORMAT = "repro-audit-trace/1"
@@ -152,9 +152,8 @@ class Trace:
                    skipped=int(value.get("skipped", 0)))
 
 
-def trace_key(scenario: str, device: str, settings: Mapping[str, Any]) -> str:
-    """The key a unit's trace is stored under: scenario, device and the row's settings."""
-    return json.dumps([scenario, device, dict(settings)], sort_keys=True)
+# A unit's trace is stored under its unit key, made from the settings in effect.
+trace_key = unit_key
 
 
 
