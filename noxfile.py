@@ -11,6 +11,7 @@ explicitly for every matrix entry that says `from = "pip-config"`.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -41,22 +42,41 @@ except UserError as error:
 VERSIONS = {entry.label: entry for entry in MATRIX.torch}
 
 
+@functools.cache
+def pip_sources() -> PackageSources:
+    """pip's configured sources, read once (`pip config list` is a subprocess)."""
+    return pip_config_sources()
+
+
 def install_sources(entry: matrix_file.TorchVersion | None = None) -> PackageSources:
-    pip_sources = pip_config_sources()
-    return torch_sources(entry, pip_sources) if entry is not None else pip_sources
+    return torch_sources(entry, pip_sources()) if entry is not None else pip_sources()
+
+
+def numpy_pin(entry: matrix_file.TorchVersion) -> list[str]:
+    return [f"numpy{entry.numpy}"] if entry.numpy else []
 
 
 def install_torch(session: nox.Session, entry: matrix_file.TorchVersion) -> None:
     """torch (and the numpy it needs) from where the matrix says, then this package."""
     options = install_sources(entry).uv_options()
-    requirements = [entry.requirement, *entry.packages]
-    if entry.numpy:
-        requirements.append(f"numpy{entry.numpy}")
     # Compiled bytecode: each audit starts several processes that import torch, and
     # without .pyc files every one of them recompiles it (measured: 2.5x slower sessions).
-    session.install(*options, "--compile-bytecode", *requirements)
-    session.install(*options, "--no-deps", ".")
-    session.install(*options, "blake3", *(["numpy"] if not entry.numpy else []))
+    session.install(*options, "--compile-bytecode", entry.requirement, *entry.packages,
+                    *numpy_pin(entry))
+    session.install(*options, ".", *numpy_pin(entry))
+
+
+def install_package(session: nox.Session, extras: str = "") -> None:
+    """This package with its dependencies and `extras` ("[report,heatmap]"), no torch."""
+    session.install(*install_sources().uv_options(), f".{extras}")
+
+
+def run_tests(session: nox.Session, entry: matrix_file.TorchVersion) -> None:
+    """The test suite in a venv holding `entry`'s torch."""
+    install_torch(session, entry)
+    groups = nox.project.dependency_groups(PYPROJECT, "test")
+    session.install(*install_sources(entry).uv_options(), *groups, *numpy_pin(entry))
+    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]))
 
 
 @nox.session
@@ -81,9 +101,7 @@ def audit(session: nox.Session, torch: str) -> None:
 @nox.session
 def report(session: nox.Session) -> None:
     """Merge every results file under results/ into reports/README.md."""
-    session.install(*install_sources().uv_options(), "--no-deps", ".")
-    session.install(*install_sources().uv_options(), "numpy", "blake3", "pandas", "tabulate",
-                    "orjson", "matplotlib")
+    install_package(session, "[report,heatmap]")
     session.run("python", "-m", "audit", "report", str(RESULTS), "--out", str(REPORTS),
                 *session.posargs)
 
@@ -96,8 +114,7 @@ def baseline(session: nox.Session) -> None:
     bad input; either fails the session, so a scheduled `nox -s audit baseline` fails.
     Outputs and environments without a baseline are listed, never failed.
     """
-    session.install(*install_sources().uv_options(), "--no-deps", ".")
-    session.install(*install_sources().uv_options(), "numpy", "blake3")
+    install_package(session)
     session.run("python", "-m", "audit", "baseline", "check", str(RESULTS),
                 "--against", str(BASELINES), *session.posargs)
 
@@ -157,15 +174,13 @@ def releases(session: nox.Session) -> None:
         venv = workspace / f"venv-{entry.label}"
         python = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
         environ = {"UV_CACHE_DIR": str(cache), "VIRTUAL_ENV": str(venv)}
-        options = install_sources(entry).uv_options()
-        requirements = [entry.requirement, *entry.packages, "blake3",
-                        f"numpy{entry.numpy}" if entry.numpy else "numpy"]
-        try:
+        install = [*uv, "pip", "install", "--python", str(python),
+                   *install_sources(entry).uv_options()]
+        try:  # the same two steps as install_torch, in a venv of our own
             session.run(*uv, "venv", "--python", sys.executable, str(venv), env=environ)
-            session.run(*uv, "pip", "install", "--python", str(python), *options,
-                        "--compile-bytecode", *requirements, env=environ)
-            session.run(*uv, "pip", "install", "--python", str(python), "--no-deps", ".",
-                        env=environ)
+            session.run(*install, "--compile-bytecode", entry.requirement, *entry.packages,
+                        *numpy_pin(entry), env=environ)
+            session.run(*install, ".", *numpy_pin(entry), env=environ)
             peak = max(peak, disk_bytes(venv, cache))
             fresh = workspace / f"results-{entry.label}"
             shutil.rmtree(fresh, ignore_errors=True)
@@ -190,9 +205,7 @@ def releases(session: nox.Session) -> None:
 def changelog(session: nox.Session) -> None:
     """reports/changelog.md and reports/releases/README.md from the release results kept
     under reports/releases/results/."""
-    session.install(*install_sources().uv_options(), "--no-deps", ".")
-    session.install(*install_sources().uv_options(), "numpy", "blake3", "pandas", "tabulate",
-                    "orjson", "matplotlib")
+    install_package(session, "[report,heatmap]")
     session.run("python", "-m", "audit", "changelog", str(RELEASES / "results"),
                 "--out", str(RELEASES.parent / "changelog.md"))
     # The same results merged into the full report: 16 environments, one file each.
@@ -203,23 +216,14 @@ def changelog(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """The test suite, in a venv with the first torch of the matrix (CPU is enough)."""
-    entry = MATRIX.torch[0]
-    install_torch(session, entry)
-    groups = nox.project.dependency_groups(PYPROJECT, "test")
-    session.install(*install_sources().uv_options(), *groups)
-    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]))
+    run_tests(session, MATRIX.torch[0])
 
 
 @nox.session
 def oldest(session: nox.Session) -> None:
     """The test suite under the oldest torch audited (1.13, numpy 1.x): the package must
     import and run there, turning what that torch lacks into `unavailable` cells."""
-    entry = matrix_file.load(RELEASES_MATRIX).torch[0]
-    install_torch(session, entry)
-    groups = nox.project.dependency_groups(PYPROJECT, "test")
-    session.install(*install_sources(entry).uv_options(), *groups,
-                    *([f"numpy{entry.numpy}"] if entry.numpy else []))
-    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]))
+    run_tests(session, matrix_file.load(RELEASES_MATRIX).torch[0])
 
 
 @nox.session
