@@ -34,7 +34,7 @@ from _common import ROOT, emit_json, size_label, target_line
 
 from audit.environment import collect, env_id
 from audit.hashing import digest
-from audit.results import dumps, make_header, make_row
+from audit.results import SampleSharing, dumps, make_header, make_row
 from audit.sample import take_sample
 
 SECONDS_TARGET = 15.0
@@ -138,15 +138,17 @@ def variant_of(output: Output, torch_index: int, threads: int, capability: int,
 
 
 def ok_line(output: Output, variant: int, repeatable: bool, seconds: float,
-            cell: tuple[str, str, str, str]) -> str:
+            cell: tuple[str, str, str, str], with_sample: bool) -> str:
     """`dumps(make_row(...))` of an ok row, assembled from pieces serialized once.
 
     Keys in sorted order, separators as `dumps` writes them; checked against `dumps` for
-    the first rows of every run (see `generate`).
+    the first rows of every run (see `generate`). `with_sample`: the first row of its
+    digest in the file (schema 2 writes a sample there only).
     """
     scenario, env, settings, version = cell
     dtype, name, shape = output.pieces
     value_digest, sample = output.variant_pieces[variant]
+    sample = sample if with_sample else "null"
     return ('{"device":"cpu","digest":' + value_digest + ',"dtype":' + dtype + ',"env_id":'
             + env + ',"error":null,"kind":"dense","output":' + name
             + ',"record":"repro-audit/row","repeatable":' + ("true" if repeatable else "false")
@@ -176,6 +178,8 @@ def generate(folder: Path, rows_wanted: int, seed: int = 20260101) -> dict[str, 
     written = {"rows": 0, "bytes": 0, "pairs": pairs, "scenarios": len(scenarios),
                "files": len(TORCH_VERSIONS)}
     for torch_index, version in enumerate(TORCH_VERSIONS):
+        seen: set[str] = set()  # digests whose sample this file has (schema 2)
+        share = SampleSharing()  # the writer's rule, for the rows checked against dumps()
         env = {**environment, "torch": version}
         identity = env_id(env)
         header = make_header(env, identity, devices={"cpu": None},
@@ -209,13 +213,14 @@ def generate(folder: Path, rows_wanted: int, seed: int = 20260101) -> dict[str, 
                                         json.dumps(version))
                                 for output in outputs:
                                     line = cell_line(output, common, cell, rng, torch_index,
-                                                     thr_index, cap_index, det_index,
-                                                     check=written["rows"] < CHECKED_ROWS)
+                                                     thr_index, cap_index, det_index, seen,
+                                                     share if written["rows"] < CHECKED_ROWS
+                                                     else None)
                                     stream.write(line)
                                     written["rows"] += 1
                                     written["bytes"] += len(line)
                             for row in rows:
-                                line = dumps(row) + "\n"
+                                line = dumps(share(row)) + "\n"
                                 stream.write(line)
                                 written["rows"] += 1
                                 written["bytes"] += len(line)
@@ -224,21 +229,22 @@ def generate(folder: Path, rows_wanted: int, seed: int = 20260101) -> dict[str, 
 
 def cell_line(output: Output, common: dict[str, Any], cell: tuple[str, str, str, str],
               rng: np.random.Generator, torch_index: int, thr_index: int, cap_index: int,
-              det_index: int, check: bool) -> str:
-    """The results line of one ok cell."""
+              det_index: int, seen: set[str], check: SampleSharing | None) -> str:
+    """The results line of one ok cell (`check`: compare it with the writer's)."""
     repeatable = True
     if output.pattern == ("nondeterministic",) and thr_index == 1:
         variant, repeatable = int(rng.integers(0, len(output.variants))), False
     else:
         variant = variant_of(output, torch_index, thr_index, cap_index, det_index)
     seconds = round(float(rng.random()), 6)
-    line = ok_line(output, variant, repeatable, seconds, cell)
-    if check:
-        value_digest, sample = output.variants[variant]
-        expected = dumps(make_row(
+    value_digest, sample = output.variants[variant]
+    line = ok_line(output, variant, repeatable, seconds, cell, value_digest not in seen)
+    seen.add(value_digest)
+    if check is not None:
+        expected = dumps(check(make_row(
             output=output.name, status="ok", digest=value_digest, repeatable=repeatable,
             dtype=output.dtype, shape=output.shape, kind=output.kind, sample=sample,
-            seconds=seconds, **common))
+            seconds=seconds, **common)))
         if line != expected:
             raise AssertionError(f"row assembly differs from dumps():\n{line}\n{expected}")
     return line + "\n"

@@ -53,6 +53,52 @@ def write_lines(path: Path, lines: list[str | bytes]) -> Path:
     return path
 
 
+def rows_with_samples() -> list[dict[str, Any]]:
+    """Four rows, three of them the same value (one digest, one sample)."""
+    sample = {"dtype": "float32", "b64": "AACAPwAAAEA=", "index": None}
+    other = {"dtype": "float32", "b64": "AABAQAAAgEA=", "index": None}
+    return [make_row(scenario="rng.case", output="x", status="ok", digest=value_digest,
+                     repeatable=True, device="cpu", torch_version="2.13.0+cpu",
+                     settings={"threads": threads}, env_id="aaaa", dtype="float32",
+                     shape=[2], kind="dense", sample=value_sample)
+            for threads, value_digest, value_sample in (("1", "a" * 64, sample),
+                                                         ("2", "b" * 64, other),
+                                                         ("3", "a" * 64, sample),
+                                                         ("4", "a" * 64, sample))]
+
+
+def test_a_sample_is_written_once_and_read_back_on_every_row(tmp_path: Path) -> None:
+    rows = rows_with_samples()
+    path = write_atomic(tmp_path / "r.jsonl", make_header(ENVIRONMENT, "aaaa"), rows)
+    written = [json.loads(line) for line in path.read_text().splitlines()[1:]]
+    assert [row["sample"] is None for row in written] == [False, False, True, True]
+    result = read_file(path)
+    assert result is not None and result.rows == rows
+    assert result.rows[0]["sample"] is result.rows[3]["sample"]  # one copy per digest
+
+
+def test_a_schema_1_file_with_a_sample_on_every_row_reads_the_same(tmp_path: Path) -> None:
+    rows = rows_with_samples()
+    header = {**make_header(ENVIRONMENT, "aaaa"), "schema": 1}
+    path = write_lines(tmp_path / "r.jsonl", [dumps(header)] + [dumps(row) for row in rows])
+    result = read_file(path)
+    assert result is not None and result.rows == rows
+
+
+def test_a_row_whose_sample_line_was_lost_reads_without_a_sample(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The carrying row corrupt: its repeats keep their digests, with no sample to measure."""
+    rows = rows_with_samples()
+    path = write_atomic(tmp_path / "r.jsonl", make_header(ENVIRONMENT, "aaaa"), rows)
+    lines = path.read_text().splitlines()
+    lines[1] = lines[1][:40]
+    result = read_file(write_lines(path, lines))
+    assert result is not None
+    assert [row["digest"] for row in result.rows] == ["b" * 64, "a" * 64, "a" * 64]
+    assert [row["sample"] for row in result.rows] == [rows[1]["sample"], None, None]
+    assert f"{path}:2: not valid JSON" in capsys.readouterr().err
+
+
 def warnings_of(err: str) -> list[str]:
     return [line for line in err.splitlines() if line]
 
