@@ -13,13 +13,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import numpy as np
 import pandas as pd
+from pandas.api.types import union_categoricals
 
 from audit.compat import parse_version
 from audit.distance import Distance, distance
 from audit.environment import platform_label
 from audit.origin import NoOrigin, Origin, Origins
-from audit.results import ResultsFile
+from audit.results import ResultsFile, row_columns
 from audit.sample import Sample
 from audit.settings import SETTINGS
 from audit.trace import trace_key, traces_path
@@ -52,52 +54,115 @@ def value_order(axis: str, value: str) -> tuple[Any, ...]:
     return (1, (), value)
 
 
-ROW_COLUMNS = ("scenario", "output", "status", "digest", "repeatable", "error", "dtype",
-               "sample", "env_id")
 # Columns with few distinct values: categorical, so a million rows stay small and fast.
-CATEGORICAL = ("scenario", "output", "status", "dtype", "env_id", TORCH, DEVICE, PLATFORM,
-               "file")
+CATEGORICAL = ("scenario", "output", "status", "digest", "dtype", "env_id", TORCH, DEVICE,
+               PLATFORM, "file")
+OBJECT_COLUMNS = ("repeatable", "error", "sample", "stored", "trace_key")
 
 
 def frame(files: Iterable[ResultsFile]) -> pd.DataFrame:
-    """One DataFrame row per results row, with one column per axis (built column-wise,
-    one list comprehension per column and file: a million rows in seconds)."""
+    """One DataFrame row per results row, with one column per axis."""
     return join_frames([file_frame(item) for item in files])
 
 
 def join_frames(parts: list[pd.DataFrame]) -> pd.DataFrame:
-    """The frames of single files (`file_frame`) as one, axes categorical."""
-    data = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(
-        columns=[*ROW_COLUMNS, TORCH, DEVICE, PLATFORM, "file", "stored", "trace_key"])
-    for column in setting_columns(data):
-        data[column] = data[column].fillna(UNSET)
-    for column in (*CATEGORICAL, *setting_columns(data)):
-        data[column] = data[column].astype("category")
-    return data
+    """The frames of single files (`file_frame`) as one.
+
+    Categoricals are joined by their codes (`union_categoricals`), not through object
+    arrays: a million rows join in a fraction of a second. A setting one file lacks is
+    `default` in that file's rows.
+    """
+    settings = sorted({column for part in parts for column in setting_columns(part)})
+    if not parts:
+        return pd.DataFrame({column: pd.Categorical([]) if column in CATEGORICAL
+                             else np.empty(0, dtype=object)
+                             for column in (*CATEGORICAL, *OBJECT_COLUMNS)})
+    columns: dict[str, Any] = {}
+    for column in (*CATEGORICAL, *settings):
+        columns[column] = union_categoricals(
+            [part[column].array if column in part.columns
+             else _constant(UNSET, len(part))
+             for part in parts])
+    for column in OBJECT_COLUMNS:
+        columns[column] = np.concatenate([part[column].to_numpy(dtype=object)
+                                          for part in parts])
+    return pd.DataFrame(columns)
+
+
+def _categorical(values: list[Any]) -> pd.Categorical:
+    """Values as a categorical, by factorizing (several times faster than pd.Categorical,
+    which also sorts its categories; none of ours needs sorted categories)."""
+    column = np.empty(len(values), dtype=object)
+    column[:] = values
+    codes, categories = pd.factorize(column)
+    # Object categories always: a column of None only must still join with text ones.
+    return pd.Categorical.from_codes(codes, pd.Index(categories, dtype=object))
 
 
 def file_frame(item: ResultsFile) -> pd.DataFrame:
-    """One file's rows as a frame (its rows can be dropped afterwards)."""
+    """One file's rows as a frame (its rows can be dropped afterwards).
+
+    A results file lists the rows of one unit (scenario, device, settings) together, so
+    what a unit's rows share is built once per run of such rows and repeated by index;
+    the rows' own columns are factorized, not converted value by value. Call it with the
+    garbage collector paused (`audit.results.gc_paused`), as `read_all` does: it makes a
+    tuple per row while every row is alive, and full collections would walk them all.
+    """
     rows = item.rows
+    values = item.columns if item.columns is not None else row_columns(rows)
     environment = item.header.get("environment", {})
-    folder, name = Path(item.path).parent, str(item.path)
-    columns: dict[str, Any] = {column: [row.get(column) for row in rows]
-                               for column in ROW_COLUMNS}
-    columns[TORCH] = [str(row.get("torch_version")) for row in rows]
-    columns[DEVICE] = [str(row.get("device")) for row in rows]
-    columns[PLATFORM] = platform_label(environment) if environment else "unknown"
-    columns["file"] = name
-    columns["stored"] = [str(folder / row["stored"]) if row.get("stored") else None
-                         for row in rows]
+    folder = Path(item.path).parent
+    unit_keys = list(zip(values["scenario"], values["device"], values["settings"],
+                         values["env_id"], values["torch_version"]))
+    starts = [position for position in range(len(rows))
+              if position == 0 or unit_keys[position] != unit_keys[position - 1]]
+    run_of_row = np.repeat(np.arange(len(starts)), np.diff([*starts, len(rows)]))
+
+    def per_unit(key: str) -> list[Any]:
+        return [values[key][position] for position in starts]
+
+    scenarios, devices = per_unit("scenario"), [str(device) for device in per_unit("device")]
+    settings = [chosen or {} for chosen in per_unit("settings")]
     traced = traces_path(Path(item.path)).exists()  # keys cost time: only where needed
-    columns["trace_key"] = [trace_key(row["scenario"], str(row.get("device")),
-                                      row.get("settings") or {}) if traced else None
-                            for row in rows]
-    settings = [row.get("settings") or {} for row in rows]
-    for setting in sorted({key for values in settings for key in values}):
-        columns[SETTING_PREFIX + setting] = [str(values.get(setting, UNSET))
-                                             for values in settings]
+    unit: dict[str, Any] = {
+        "scenario": scenarios,
+        "env_id": per_unit("env_id"),
+        TORCH: [str(version) for version in per_unit("torch_version")],
+        DEVICE: devices,
+    }
+    for setting in sorted({key for chosen in settings for key in chosen}):
+        unit[SETTING_PREFIX + setting] = [str(chosen.get(setting, UNSET)) for chosen in settings]
+    columns: dict[str, Any] = {}
+    for name, unit_values in unit.items():
+        categories = _categorical(unit_values)
+        columns[name] = pd.Categorical.from_codes(categories.codes[run_of_row],
+                                                  categories.categories)
+    columns["trace_key"] = _objects([
+        trace_key(scenario, device, chosen) if traced else None
+        for scenario, device, chosen in zip(scenarios, devices, settings)])[run_of_row]
+    for name in ("output", "status", "digest", "dtype"):
+        columns[name] = _categorical(values[name])
+    for name in ("repeatable", "error", "sample"):
+        columns[name] = _objects(values[name])
+    columns["stored"] = _objects([str(folder / stored) if stored else None
+                                  for stored in values["stored"]])
+    columns[PLATFORM] = _constant(platform_label(environment) if environment else "unknown",
+                                  len(rows))
+    columns["file"] = _constant(str(item.path), len(rows))
     return pd.DataFrame(columns, index=pd.RangeIndex(len(rows)))
+
+
+def _constant(value: str, length: int) -> pd.Categorical:
+    """`length` times one value, as a categorical with object categories (as all ours)."""
+    return pd.Categorical.from_codes(np.zeros(length, dtype=np.int8),
+                                     pd.Index([value], dtype=object))
+
+
+def _objects(values: list[Any]) -> np.ndarray:
+    """A 1-d object array, also when the values are dicts or lists."""
+    column = np.empty(len(values), dtype=object)
+    column[:] = values
+    return column
 
 
 def setting_columns(data: pd.DataFrame) -> list[str]:
@@ -137,12 +202,13 @@ class AxisTable:
     cells: dict[tuple[str, str], dict[str, AxisCell]] = field(default_factory=dict)
 
     def breaking(self) -> list[tuple[str, str]]:
+        """Outputs that differ at some value, sorted."""
         return sorted(key for key, row in self.cells.items()
                       if any(cell.differing for cell in row.values()))
 
     def holding(self) -> list[tuple[str, str]]:
-        return sorted(key for key, row in self.cells.items()
-                      if not any(cell.differing for cell in row.values()))
+        broken = set(self.breaking())
+        return sorted(key for key in self.cells if key not in broken)
 
 
 @dataclass
@@ -157,10 +223,17 @@ class Comparison:
     problems: pd.DataFrame  # error / timeout / crashed / unavailable / raises-when-det.
     changelog: list[ChangelogStep] = field(default_factory=list)
     conflicts: pd.DataFrame | None = None  # one environment, one cell, several digests
+    _breaks: dict[tuple[str, str], list[str]] | None = field(default=None, init=False,
+                                                              repr=False)
 
     def breaks_on(self, key: tuple[str, str]) -> list[str]:
-        return [axis for axis in self.axes if key in self.tables[axis].cells
-                and any(cell.differing for cell in self.tables[axis].cells[key].values())]
+        """The axes along which this output differs somewhere."""
+        if self._breaks is None:  # built once: a large report asks for every output
+            self._breaks = {}
+            for axis in self.axes:
+                for broken in self.tables[axis].breaking():
+                    self._breaks.setdefault(broken, []).append(axis)
+        return self._breaks.get(key, [])
 
 
 def worse(a: Distance | None, b: Distance | None) -> Distance | None:
@@ -181,6 +254,12 @@ class DistanceCache:
 
     def __init__(self) -> None:
         self.known: dict[tuple[str, str], Distance | None] = {}
+        self.decoded: dict[str, Sample] = {}  # a reference value meets several others
+
+    def _sample(self, value_digest: str, sample: dict[str, Any]) -> Sample:
+        if value_digest not in self.decoded:
+            self.decoded[value_digest] = Sample.from_json(sample)
+        return self.decoded[value_digest]
 
     def between(self, digest_a: str, sample_a: Any, digest_b: str, sample_b: Any,
                 stored_a: str | None = None, stored_b: str | None = None) -> Distance | None:
@@ -193,7 +272,8 @@ class DistanceCache:
             elif not isinstance(sample_a, dict) or not isinstance(sample_b, dict):
                 self.known[key] = None
             else:
-                self.known[key] = distance(Sample.from_json(sample_a), Sample.from_json(sample_b))
+                self.known[key] = distance(self._sample(digest_a, sample_a),
+                                           self._sample(digest_b, sample_b))
         return self.known[key]
 
 
@@ -234,22 +314,29 @@ def compare_pair(cells: pd.DataFrame, axis: str, context: list[str], before: str
     found = {(scenario, output): AxisCell(groups=int(size), differing=int(total))
              for (scenario, output), size, total in counts.itertuples(name=None)}
     changed = merged[differs]
-    pairs = zip(changed["scenario"].tolist(), changed["output"].tolist(),
-                changed["digest_a"].tolist(), changed["sample_a"].tolist(),
-                changed["digest_b"].tolist(), changed["sample_b"].tolist(),
-                changed["stored_a"].tolist(), changed["stored_b"].tolist(),
-                zip(changed["file_a"].tolist(), changed["trace_key_a"].tolist()),
-                zip(changed["file_b"].tolist(), changed["trace_key_b"].tolist()))
-    for (scenario, output, digest_a, sample_a, digest_b, sample_b, stored_a, stored_b,
-         unit_a, unit_b) in pairs:
+    # The worst distance needs each pair of values once, not once per context they met in
+    # (first occurrences kept, so ties resolve as before).
+    distinct = changed.drop_duplicates(
+        ["scenario", "output", "digest_a", "digest_b", "stored_a", "stored_b"])
+    for scenario, output, digest_a, sample_a, digest_b, sample_b, stored_a, stored_b in zip(
+            *(distinct[column].tolist() for column in (
+                "scenario", "output", "digest_a", "sample_a", "digest_b", "sample_b",
+                "stored_a", "stored_b"))):
         cell = found[(scenario, output)]
         cell.worst = worse(cell.worst, cache.between(digest_a, sample_a, digest_b, sample_b,
                                                      stored_a, stored_b))
-        if origins is not None and not cell.origin:
-            cell.origin = origins.between(unit_a, unit_b, output,
-                                          (digest_a, digest_b)) or cell.origin
+    if origins is not None and (changed["trace_key_a"].notna().any()
+                                and changed["trace_key_b"].notna().any()):
+        for scenario, output, digest_a, digest_b, unit_a, unit_b in zip(
+                changed["scenario"].tolist(), changed["output"].tolist(),
+                changed["digest_a"].tolist(), changed["digest_b"].tolist(),
+                zip(changed["file_a"].tolist(), changed["trace_key_a"].tolist()),
+                zip(changed["file_b"].tolist(), changed["trace_key_b"].tolist())):
+            cell = found[(scenario, output)]
+            if not cell.origin:
+                cell.origin = origins.between(unit_a, unit_b, output,
+                                              (digest_a, digest_b)) or cell.origin
     return found
-
 
 
 def compare_axis(cells: pd.DataFrame, axis: str, axes: list[str], cache: DistanceCache,
@@ -281,15 +368,25 @@ class ChangelogStep:
 
 
 def changelog(cells: pd.DataFrame, axes: list[str], cache: DistanceCache,
-              origins: Origins | None = None) -> list[ChangelogStep]:
-    """Consecutive torch versions compared pairwise: which outputs changed at each release."""
+              origins: Origins | None = None,
+              torch_table: AxisTable | None = None) -> list[ChangelogStep]:
+    """Consecutive torch versions compared pairwise: which outputs changed at each release.
+
+    The first step (oldest against the next) is the torch axis table's first comparison:
+    given that table, it is taken from there instead of being compared again.
+    """
     if TORCH not in axes:
         return []
     values = axis_values(cells, TORCH)
     context = axis_context(TORCH, axes)
-    return [ChangelogStep(before, after,
-                          compare_pair(cells, TORCH, context, before, after, cache, origins))
-            for before, after in zip(values, values[1:])]
+    steps = []
+    for before, after in zip(values, values[1:]):
+        if torch_table is not None and before == torch_table.reference:
+            found = {key: row[after] for key, row in torch_table.cells.items() if after in row}
+        else:
+            found = compare_pair(cells, TORCH, context, before, after, cache, origins)
+        steps.append(ChangelogStep(before, after, found))
+    return steps
 
 
 def _device_specific(axis: str, other: str) -> bool:
@@ -307,11 +404,15 @@ def find_conflicts(cells: pd.DataFrame, axis_columns: list[str]) -> pd.DataFrame
     mean a results file is stale or the environment record misses what changed.
     """
     key = ["env_id", "scenario", "output"] + axis_columns
-    counts = cells.groupby(key, dropna=False)["digest"].transform("nunique")
+    counts = cells.groupby(key, dropna=False, observed=True)["digest"].transform("nunique")
     found = cells[counts > 1]
-    return (found.groupby(["env_id", "scenario", "output"], sort=True)
-            .agg(digests=("digest", "nunique"), files=("file", lambda f: sorted(set(f))))
-            .reset_index())
+    names = ["env_id", "scenario", "output"]
+    table = (found.groupby(names, sort=False, observed=True)
+             .agg(digests=("digest", "nunique"), files=("file", lambda f: sorted(set(f))))
+             .reset_index())
+    for name in names:  # sorted by name, not by the categories' order of appearance
+        table[name] = table[name].astype(object)
+    return table.sort_values(names, ignore_index=True)
 
 
 def compare(files: Iterable[ResultsFile], data: pd.DataFrame | None = None) -> Comparison:
@@ -326,7 +427,7 @@ def compare(files: Iterable[ResultsFile], data: pd.DataFrame | None = None) -> C
     axes = axes_of(comparable)
     cache, origins = DistanceCache(), Origins()
     tables = {axis: compare_axis(comparable, axis, axes, cache, origins) for axis in axes}
-    steps = changelog(comparable, axes, cache, origins)
+    steps = changelog(comparable, axes, cache, origins, tables.get(TORCH))
     outputs = sorted({(s, o) for s, o in zip(with_value["scenario"], with_value["output"])})
     nondeterministic = with_value[with_value["repeatable"] == False]  # noqa: E712
     problems = data[data["status"] != "ok"]

@@ -336,6 +336,12 @@ def _key_gap(key_a: np.ndarray, key_b: np.ndarray) -> np.ndarray:
 
 def _value_gaps(x: np.ndarray, y: np.ndarray) -> tuple[float | None, float | None, str | None]:
     """Max abs, max rel and a note over value pairs whose bits differ."""
+    if x.size and np.isfinite(x).all() and np.isfinite(y).all():  # the usual case, quickly
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            gap = np.abs(x - y)
+            scale = np.maximum(np.abs(x), np.abs(y))
+            rel = np.where(scale > 0, np.abs(x / scale - y / scale), 0.0)
+        return float(gap.max()), float(rel.max()), None
     nan_x, nan_y = np.isnan(x), np.isnan(y)
     inf_x, inf_y = np.isinf(x), np.isinf(y)
     notes = {

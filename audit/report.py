@@ -125,7 +125,7 @@ def summary_section(result: Comparison) -> list[str]:
                         rows), ""]
     else:
         lines += ["Nothing varies in these results, so nothing was compared.", ""]
-    counts = problems.groupby("status").size().to_dict() if len(problems) else {}
+    counts = problems.groupby("status", observed=True).size().to_dict() if len(problems) else {}
     if counts:
         parts = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
         lines += [f"Cells without a value: {parts} (see [Errors and unavailable cells]"
@@ -212,10 +212,10 @@ def axis_body(axis_table: AxisTable) -> list[str]:
     return lines
 
 
-def context_label(record: pd.Series, columns: list[str]) -> str:
-    parts = [f"torch {record[TORCH]}", str(record[DEVICE])]
-    for column in columns:
-        value = record[column]
+def context_label(torch: Any, device: Any, settings: Iterable[tuple[str, Any]]) -> str:
+    """'torch 2.14.1 cpu threads=2': where a cell was, its settings by column name."""
+    parts = [f"torch {torch}", str(device)]
+    for column, value in settings:
         if value not in ("default", "n/a"):
             parts.append(f"{column[len(SETTING_PREFIX):]}={value}")
     return " ".join(parts)
@@ -303,9 +303,13 @@ def nondeterministic_section(result: Comparison) -> list[str]:
               "scrambled in between): the scenario does not control its randomness, or an op "
               "is nondeterministic on that setup.", ""]
     settings = [c for c in data.columns if c.startswith(SETTING_PREFIX)]
+    where: dict[tuple[str, str], set[str]] = defaultdict(set)
+    columns = [data[column].to_numpy(dtype=object)
+               for column in ("scenario", "output", TORCH, DEVICE, *settings)]
+    for scenario, output, torch, device, *chosen in zip(*columns):
+        where[(scenario, output)].add(context_label(torch, device, zip(settings, chosen)))
     rows = []
-    for (scenario, output), group in data.groupby(["scenario", "output"], sort=True):
-        labels = sorted({context_label(record, settings) for _, record in group.iterrows()})
+    for (scenario, output), labels in sorted(where.items()):
         rows.append([escape(scenario), escape(output), str(len(labels)),
                      short_list(labels, 3)])
     return lines + [table(["scenario", "output", "setups", "where"], rows), ""]
@@ -319,7 +323,7 @@ def problems_section(result: Comparison) -> list[str]:
     rows = []
     keys = ["status", "error", DEVICE, TORCH]
     for (status, error, device, torch), group in data.fillna({"error": ""}).groupby(
-            keys, sort=False):
+            keys, sort=False, observed=True):
         rows.append([status, escape(error), escape(device), escape(torch),
                      str(group["scenario"].nunique()), short_list(group["scenario"], 4)])
     rows.sort(key=lambda row: (row[0], row[2], row[3], row[1]))

@@ -34,7 +34,7 @@ from _common import ROOT, emit_json, size_label, target_line
 
 from audit.environment import collect, env_id
 from audit.hashing import digest
-from audit.results import SampleSharing, dumps, make_header, make_row
+from audit.results import Compaction, dumps, make_header, make_row
 from audit.sample import take_sample
 
 SECONDS_TARGET = 15.0
@@ -142,8 +142,9 @@ def ok_line(output: Output, variant: int, repeatable: bool, seconds: float,
     """`dumps(make_row(...))` of an ok row, assembled from pieces serialized once.
 
     Keys in sorted order, separators as `dumps` writes them; checked against `dumps` for
-    the first rows of every run (see `generate`). `with_sample`: the first row of its
-    digest in the file (schema 2 writes a sample there only).
+    the first rows of every run (see `generate`). As `audit.results.Compaction` writes
+    it: no `requested` (it equals `settings` here), and a sample only on the first row of
+    its digest in the file (`with_sample`).
     """
     scenario, env, settings, version = cell
     dtype, name, shape = output.pieces
@@ -152,7 +153,7 @@ def ok_line(output: Output, variant: int, repeatable: bool, seconds: float,
     return ('{"device":"cpu","digest":' + value_digest + ',"dtype":' + dtype + ',"env_id":'
             + env + ',"error":null,"kind":"dense","output":' + name
             + ',"record":"repro-audit/row","repeatable":' + ("true" if repeatable else "false")
-            + ',"requested":' + settings + ',"sample":' + sample + ',"scenario":' + scenario
+            + ',"sample":' + sample + ',"scenario":' + scenario
             + ',"seconds":' + repr(seconds) + ',"settings":' + settings + ',"shape":' + shape
             + ',"status":"ok","torch_version":' + version + "}")
 
@@ -179,7 +180,7 @@ def generate(folder: Path, rows_wanted: int, seed: int = 20260101) -> dict[str, 
                "files": len(TORCH_VERSIONS)}
     for torch_index, version in enumerate(TORCH_VERSIONS):
         seen: set[str] = set()  # digests whose sample this file has (schema 2)
-        share = SampleSharing()  # the writer's rule, for the rows checked against dumps()
+        compact = Compaction()  # the writer's rules, for the rows checked against dumps()
         env = {**environment, "torch": version}
         identity = env_id(env)
         header = make_header(env, identity, devices={"cpu": None},
@@ -214,13 +215,13 @@ def generate(folder: Path, rows_wanted: int, seed: int = 20260101) -> dict[str, 
                                 for output in outputs:
                                     line = cell_line(output, common, cell, rng, torch_index,
                                                      thr_index, cap_index, det_index, seen,
-                                                     share if written["rows"] < CHECKED_ROWS
+                                                     compact if written["rows"] < CHECKED_ROWS
                                                      else None)
                                     stream.write(line)
                                     written["rows"] += 1
                                     written["bytes"] += len(line)
                             for row in rows:
-                                line = dumps(share(row)) + "\n"
+                                line = dumps(compact(row)) + "\n"
                                 stream.write(line)
                                 written["rows"] += 1
                                 written["bytes"] += len(line)
@@ -229,7 +230,7 @@ def generate(folder: Path, rows_wanted: int, seed: int = 20260101) -> dict[str, 
 
 def cell_line(output: Output, common: dict[str, Any], cell: tuple[str, str, str, str],
               rng: np.random.Generator, torch_index: int, thr_index: int, cap_index: int,
-              det_index: int, seen: set[str], check: SampleSharing | None) -> str:
+              det_index: int, seen: set[str], check: Compaction | None) -> str:
     """The results line of one ok cell (`check`: compare it with the writer's)."""
     repeatable = True
     if output.pattern == ("nondeterministic",) and thr_index == 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from audit.cli import main
 from audit.report import escape, render
-from audit.results import read_all
+from audit.results import dumps, make_row, read_all
 
 DATA = Path(__file__).parent / "data"
 FIXTURES = DATA / "report"
@@ -86,3 +87,21 @@ def test_a_long_axis_table_gets_a_page_of_its_own(tmp_path: Path, monkeypatch) -
     assert "| ops.sum_large | sum      | reference       | **differs**" in page
     assert "[Back to the report](README.md)" in page
     assert not (tmp_path / "across-stale.md").exists()
+
+
+def test_a_problem_without_a_reason_is_listed(tmp_path: Path) -> None:
+    """A row may carry no error text (a foreign writer, an old one): listed, reason blank."""
+    for path in FIXTURES.glob("*.jsonl"):
+        shutil.copy(path, tmp_path / path.name)
+    victim = sorted(tmp_path.glob("*.jsonl"))[0]
+    header = json.loads(victim.read_text(encoding="utf-8").splitlines()[0])
+    row = make_row(scenario="user.silent", output=None, status="crashed", device="cpu",
+                   torch_version=header["environment"]["torch"], settings={},
+                   env_id=header["env_id"], error=None)
+    with open(victim, "a", encoding="utf-8") as stream:
+        stream.write(dumps(row) + "\n")
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    problems = (tmp_path / "out" / "README.md").read_text("utf-8").split(
+        "## Errors and unavailable cells")[1]
+    (line,) = [line for line in problems.splitlines() if "user.silent" in line]
+    assert re.match(r"\| crashed +\| +\| cpu ", line), line

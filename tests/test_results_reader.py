@@ -12,12 +12,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from audit import run
 from audit.errors import UserError
 from audit.results import (
     HEADER,
     ROW,
+    ROW_COLUMN_KEYS,
     SCHEMA,
     STATUSES,
+    _row_problem,
+    _RowChecker,
     dumps,
     expand,
     make_header,
@@ -77,6 +81,15 @@ def test_a_sample_is_written_once_and_read_back_on_every_row(tmp_path: Path) -> 
     assert result.rows[0]["sample"] is result.rows[3]["sample"]  # one copy per digest
 
 
+def test_requested_is_written_only_where_it_differs_from_settings(tmp_path: Path) -> None:
+    same, other = ({**row, "requested": row["settings"]} for row in rows_with_samples()[:2])
+    other["requested"] = {"threads": "auto"}
+    path = write_atomic(tmp_path / "r.jsonl", make_header(ENVIRONMENT, "aaaa"), [same, other])
+    written = [json.loads(line) for line in path.read_text().splitlines()[1:]]
+    assert "requested" not in written[0] and written[1]["requested"] == {"threads": "auto"}
+    assert run.row_unit_key(written[0]) == run.row_unit_key(same)  # --resume sees one unit
+
+
 def test_a_schema_1_file_with_a_sample_on_every_row_reads_the_same(tmp_path: Path) -> None:
     rows = rows_with_samples()
     header = {**make_header(ENVIRONMENT, "aaaa"), "schema": 1}
@@ -128,6 +141,14 @@ CORRUPT_LINES: dict[str, str | bytes] = {
     "a scenario that is not a string": dumps({**sample_rows()[0], "scenario": ["rng", "x"]}),
     "settings that are not an object": dumps({**sample_rows()[0], "settings": ["threads"]}),
     "an output that is not a string": dumps({**sample_rows()[0], "output": {"a": 1}}),
+    "a digest that is a number": dumps({**sample_rows()[0], "digest": 12}),
+    "a dtype that is a list": dumps({**sample_rows()[0], "dtype": ["float32"]}),
+    "an env-id that is an object": dumps({**sample_rows()[0], "env_id": {"id": "aaaa"}}),
+    "a torch version that is a number": dumps({**sample_rows()[0], "torch_version": 2.13}),
+    "an error that is a list": dumps({**sample_rows()[-1], "error": ["boom"]}),
+    "repeatable that is text": dumps({**sample_rows()[0], "repeatable": "yes"}),
+    "a sample that is text": dumps({**sample_rows()[0], "sample": "AACAPw=="}),
+    "a stored file name that is a number": dumps({**sample_rows()[0], "stored": 7}),
     "deeply nested JSON": "[" * 100_000,
     "a huge integer": "1" * 10_000,
     "a carriage return inside": "abc\rdef\r{",
@@ -338,8 +359,11 @@ def test_reader_fuzz(inserts: list[tuple[int, bytes]], truncate: set[int], cut: 
     for index in truncate:  # a proper prefix of a JSON object is never valid JSON
         lines[index] = lines[index][: min(cut, len(lines[index]) - 1)]
     # Garbage goes between lines (position 0 = before the header), never inside the header.
+    header = lines[0]
     for position, garbage in sorted(inserts, key=lambda item: item[0], reverse=True):
-        lines.insert(max(position, 1) if is_valid_foreign_row(garbage) else position, garbage)
+        after_header = lines.index(header) + 1  # garbage inserted before may have moved it
+        lines.insert(max(position, after_header) if is_valid_foreign_row(garbage) else position,
+                     garbage)
     content = b"\n".join(lines) + b"\n" + tail  # tail: a torn last line
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "fuzz.jsonl"
@@ -399,3 +423,23 @@ def test_a_header_without_env_id_before_the_real_one_is_skipped(tmp_path: Path) 
     assert result is not None and result.header["env_id"] == "aaaa"
     assert result.rows == sample_rows()
     assert result.skipped == [f"{path}:1: a header without an environment object"]
+
+
+row_like = st.fixed_dictionaries(
+    {"record": st.just(ROW)},
+    optional={key: st.none() | st.sampled_from(["ok", "error", "", "x"]) | json_values
+              for key in ROW_COLUMN_KEYS},
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(record=row_like)
+def test_the_fast_row_check_agrees_with_the_row_rules(record: dict[str, Any]) -> None:
+    """The reader's per-row shortcut (types checked once per type signature) accepts a row
+    exactly when the spelled-out rules (`_row_problem`) do, and then gives its columns."""
+    checker = _RowChecker()
+    assert (checker.add(record) is None) == (_row_problem(record) is None)
+    if checker.rows:
+        assert_usable(record)
+        assert {key: column[0] for key, column in checker.columns().items()} == {
+            key: record.get(key) for key in ROW_COLUMN_KEYS}

@@ -85,6 +85,13 @@ def test_each_value_sample_is_written_once(two_thread_run: tuple[dict, list[dict
     assert repeats >= 2  # the seeded outputs agree across 1 and 2 threads
 
 
+def test_requested_settings_are_written_where_they_differ(two_thread_run) -> None:
+    _, rows = two_thread_run
+    assert any("requested" in row for row in rows)
+    for row in rows:
+        assert row.get("requested", {}) != row["settings"], row
+
+
 def ok_rows(rows: list[dict], scenario: str) -> list[dict]:
     return [row for row in rows if row["scenario"] == scenario and row["status"] == "ok"]
 
