@@ -108,15 +108,15 @@ def file_frame(item: ResultsFile) -> pd.DataFrame:
     garbage collector paused (`audit.results.gc_paused`), as `read_all` does: it makes a
     tuple per row while every row is alive, and full collections would walk them all.
     """
-    rows = item.rows
-    values = item.columns if item.columns is not None else row_columns(rows)
+    values = item.columns if item.columns is not None else row_columns(item.rows)
+    count = len(values["scenario"])
     environment = item.header.get("environment", {})
     folder = Path(item.path).parent
     unit_keys = list(zip(values["scenario"], values["device"], values["settings"],
                          values["env_id"], values["torch_version"]))
-    starts = [position for position in range(len(rows))
+    starts = [position for position in range(count)
               if position == 0 or unit_keys[position] != unit_keys[position - 1]]
-    run_of_row = np.repeat(np.arange(len(starts)), np.diff([*starts, len(rows)]))
+    run_of_row = np.repeat(np.arange(len(starts)), np.diff([*starts, count]))
 
     def per_unit(key: str) -> list[Any]:
         return [values[key][position] for position in starts]
@@ -147,9 +147,9 @@ def file_frame(item: ResultsFile) -> pd.DataFrame:
     columns["stored"] = _objects([str(folder / stored) if stored else None
                                   for stored in values["stored"]])
     columns[PLATFORM] = _constant(platform_label(environment) if environment else "unknown",
-                                  len(rows))
-    columns["file"] = _constant(str(item.path), len(rows))
-    return pd.DataFrame(columns, index=pd.RangeIndex(len(rows)))
+                                  count)
+    columns["file"] = _constant(str(item.path), count)
+    return pd.DataFrame(columns, index=pd.RangeIndex(count))
 
 
 def _constant(value: str, length: int) -> pd.Categorical:

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit import run
+from audit import results, run
 from audit.errors import UserError
 from audit.results import (
     HEADER,
@@ -438,8 +438,43 @@ def test_the_fast_row_check_agrees_with_the_row_rules(record: dict[str, Any]) ->
     """The reader's per-row shortcut (types checked once per type signature) accepts a row
     exactly when the spelled-out rules (`_row_problem`) do, and then gives its columns."""
     checker = _RowChecker()
-    assert (checker.add(record) is None) == (_row_problem(record) is None)
+    usable = _row_problem(record) is None
+    assert (checker.add(record) is None) == usable
     if checker.rows:
         assert_usable(record)
         assert {key: column[0] for key, column in checker.columns().items()} == {
             key: record.get(key) for key in ROW_COLUMN_KEYS}
+    if results._TYPED_ROWS is not None:  # the report's typed decoding agrees too
+        header = dumps(make_header(ENVIRONMENT, "aaaa"))
+        with tempfile.TemporaryDirectory() as folder:
+            path = write_lines(Path(folder) / "r.jsonl", [header, json.dumps(record)])
+            columns = results._read(path, keep_rows=False).columns
+        assert columns is not None
+        assert len(columns["scenario"]) == usable
+
+
+@pytest.mark.parametrize("decoder", ["msgspec", "json"])
+def test_a_report_gets_the_same_columns_whichever_parser(
+        decoder: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """Columns for a report (typed msgspec structs, or the json module where msgspec is
+    not installed): the rows' values with samples shared, bad lines skipped by file:line."""
+    if decoder == "json":
+        monkeypatch.setattr(results, "_TYPED_ROWS", None)
+        monkeypatch.setattr(results, "_loads", json.loads)
+    elif results._TYPED_ROWS is None:
+        pytest.skip("msgspec is not installed")
+    rows = rows_with_samples() + sample_rows()
+    path = write_atomic(tmp_path / "r.jsonl", make_header(ENVIRONMENT, "aaaa"), rows)
+    lines = path.read_text().splitlines()
+    lines[3:3] = [CORRUPT_LINES["a dtype that is a list"], CORRUPT_LINES["truncated JSON"],
+                  dumps({**rows[0], "status": "flaky"})]
+    write_lines(path, lines)
+    consumed: list[dict[str, list[Any]] | None] = []
+    (item,) = read_all([str(path)], consume=lambda item: consumed.append(item.columns))
+    assert consumed == [results.row_columns(rows)]
+    assert item.rows == [] and item.columns is None  # dropped once consumed
+    assert warnings_of(capsys.readouterr().err) == [
+        f"warning: skipped {path}:4: a row whose 'dtype' is a list",
+        f"warning: skipped {path}:5: not valid JSON (truncated or corrupt line)",
+        f"warning: skipped {path}:6: unknown status 'flaky'"]
