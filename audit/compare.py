@@ -92,9 +92,7 @@ def join_frames(parts: list[pd.DataFrame]) -> pd.DataFrame:
 def _categorical(values: list[Any]) -> pd.Categorical:
     """Values as a categorical, by factorizing (several times faster than pd.Categorical,
     which also sorts its categories; none of ours needs sorted categories)."""
-    column = np.empty(len(values), dtype=object)
-    column[:] = values
-    codes, categories = pd.factorize(column)
+    codes, categories = pd.factorize(_objects(values))
     # Object categories always: a column of None only must still join with text ones.
     return pd.Categorical.from_codes(codes, pd.Index(categories, dtype=object))
 

@@ -336,26 +336,13 @@ def _key_gap(key_a: np.ndarray, key_b: np.ndarray) -> np.ndarray:
 
 def _value_gaps(x: np.ndarray, y: np.ndarray) -> tuple[float | None, float | None, str | None]:
     """Max abs, max rel and a note over value pairs whose bits differ."""
-    if x.size and np.isfinite(x).all() and np.isfinite(y).all():  # the usual case, quickly
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            gap = np.abs(x - y)
-            scale = np.maximum(np.abs(x), np.abs(y))
-            rel = np.where(scale > 0, np.abs(x / scale - y / scale), 0.0)
-        return float(gap.max()), float(rel.max()), None
-    nan_x, nan_y = np.isnan(x), np.isnan(y)
-    inf_x, inf_y = np.isinf(x), np.isinf(y)
-    notes = {
-        "NaN vs number": bool((nan_x != nan_y).any()),
-        "NaN payloads differ": bool((nan_x & nan_y).any()),
-        "inf vs finite": bool(((inf_x | inf_y) & ~(nan_x | nan_y) & (inf_x != inf_y)).any()),
-        "+inf vs -inf": bool((inf_x & inf_y).any()),
-    }
-    note = "; ".join(name for name, present in notes.items() if present) or None
-    measured = ~(nan_x & nan_y)
-    if x.size and not measured.any():
-        return None, None, note
-    x, y = x[measured], y[measured]
     finite = np.isfinite(x) & np.isfinite(y)
+    note = None
+    if not finite.all():  # NaN or inf: named, and left out where no number says how far
+        note, measured = _special_values(x, y)
+        if not measured.any():
+            return None, None, note
+        x, y, finite = x[measured], y[measured], finite[measured]
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         gap = np.where(finite, np.abs(x - y), np.inf)
         scale = np.maximum(np.abs(x), np.abs(y))
@@ -365,6 +352,21 @@ def _value_gaps(x: np.ndarray, y: np.ndarray) -> tuple[float | None, float | Non
     max_abs = float(gap.max()) if gap.size else 0.0
     max_rel = float(rel.max()) if rel.size else 0.0
     return max_abs, max_rel, note
+
+
+def _special_values(x: np.ndarray, y: np.ndarray) -> tuple[str | None, np.ndarray]:
+    """What NaN and inf values differ by (a note), and the pairs a number can measure:
+    all but those where both are NaN. Only called when some value is not finite."""
+    nan_x, nan_y = np.isnan(x), np.isnan(y)
+    inf_x, inf_y = np.isinf(x), np.isinf(y)
+    notes = {
+        "NaN vs number": bool((nan_x != nan_y).any()),
+        "NaN payloads differ": bool((nan_x & nan_y).any()),
+        "inf vs finite": bool(((inf_x | inf_y) & ~(nan_x | nan_y) & (inf_x != inf_y)).any()),
+        "+inf vs -inf": bool((inf_x & inf_y).any()),
+    }
+    note = "; ".join(name for name, present in notes.items() if present) or None
+    return note, ~(nan_x & nan_y)
 
 
 def sample_from_array(dtype: str, values: np.ndarray | bytes,

@@ -223,7 +223,7 @@ class _RowChecker:
         if typed is None:
             typed = self._signatures[signature] = all(
                 kind in kinds for kind, kinds in zip(signature, _COLUMN_TYPES))
-        if not (typed and values[1] in _STATUS_SET and values[0]):
+        if not (typed and _named_and_known(values)):
             problem = _row_problem(record)
             if problem:
                 return problem
@@ -231,6 +231,14 @@ class _RowChecker:
             self.rows.append(record)
         self.values.append(values)
         return None
+
+    def add_decoded(self, values: tuple[Any, ...]) -> bool:
+        """Keep the values of a row msgspec decoded (its types checked there) when it is
+        usable; False leaves the line to `add`, which says why not. Columns only."""
+        if self.keep_rows or not _named_and_known(values):
+            return False
+        self.values.append(values)
+        return True
 
     def columns(self) -> dict[str, list[Any]]:
         """The kept rows' values by key, samples shared (see `_share_samples`)."""
@@ -240,6 +248,12 @@ class _RowChecker:
         _share_samples(self.rows if self.keep_rows else None, columns["digest"],
                        columns["sample"])
         return columns
+
+
+def _named_and_known(values: tuple[Any, ...]) -> bool:
+    """Of a row's values in ROW_COLUMN_KEYS order, of the right types: a scenario name and
+    a known status (the two checks on values, not types, of `_row_problem`)."""
+    return bool(values[0]) and values[1] in _STATUS_SET
 
 
 def _share_samples(rows: list[dict[str, Any]] | None, digests: list[Any],
@@ -307,10 +321,9 @@ def _read(path: Path, keep_rows: bool = True) -> ResultsFile:
                         values = astuple(typed.decode(line))
                     except (ValueError, RecursionError):
                         values = None
-                    # (scenario, status, ..., record): a usable row, as `_row_problem` says
-                    if (values is not None and values[-1] == ROW and values[0]
-                            and values[1] in _STATUS_SET):
-                        checker.values.append(values[:-1])
+                    # ROW_COLUMN_KEYS' values, then `record`
+                    if (values is not None and values[-1] == ROW
+                            and checker.add_decoded(values[:-1])):
                         continue
                 try:
                     record = _loads(line)

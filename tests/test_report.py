@@ -23,6 +23,13 @@ def without_heatmap(text: str) -> str:
     return re.sub(r"!\[Share of each scenario[^\n]*\n\n", "", text)
 
 
+def copy_fixtures(folder: Path) -> Path:
+    """The fixture results files copied into `folder`; returns the first, to alter."""
+    for path in FIXTURES.glob("*.jsonl"):
+        shutil.copy(path, folder / path.name)
+    return sorted(folder.glob("*.jsonl"))[0]
+
+
 def test_report_matches_snapshot(tmp_path: Path) -> None:
     assert main(["report", str(FIXTURES), "--out", str(tmp_path)]) == 0
     written = (tmp_path / "README.md").read_text(encoding="utf-8")
@@ -56,9 +63,7 @@ def test_hostile_names_are_escaped() -> None:
 
 def test_report_skips_a_corrupt_line_and_keeps_the_rest(tmp_path: Path,
                                                         capsys: pytest.CaptureFixture) -> None:
-    for path in FIXTURES.glob("*.jsonl"):
-        shutil.copy(path, tmp_path / path.name)
-    victim = sorted(tmp_path.glob("*.jsonl"))[0]
+    victim = copy_fixtures(tmp_path)
     lines = victim.read_text(encoding="utf-8").splitlines(keepends=True)
     lines.insert(2, '{"record": "repro-audit/row", "scenario": \n')
     victim.write_text("".join(lines), encoding="utf-8")
@@ -91,9 +96,7 @@ def test_a_long_axis_table_gets_a_page_of_its_own(tmp_path: Path, monkeypatch) -
 
 def test_a_problem_without_a_reason_is_listed(tmp_path: Path) -> None:
     """A row may carry no error text (a foreign writer, an old one): listed, reason blank."""
-    for path in FIXTURES.glob("*.jsonl"):
-        shutil.copy(path, tmp_path / path.name)
-    victim = sorted(tmp_path.glob("*.jsonl"))[0]
+    victim = copy_fixtures(tmp_path)
     header = json.loads(victim.read_text(encoding="utf-8").splitlines()[0])
     row = make_row(scenario="user.silent", output=None, status="crashed", device="cpu",
                    torch_version=header["environment"]["torch"], settings={},
