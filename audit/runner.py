@@ -26,7 +26,15 @@ from typing import Any, Callable
 from audit.compat import version_at_least
 from audit.results import make_row, unit_key
 from audit.scenarios.registry import Scenario
-from audit.settings import ALWAYS_RECORDED, PROCESS, RUN, combinations, for_device, process_environ
+from audit.settings import (
+    NOT_APPLICABLE,
+    PROCESS,
+    RUN,
+    SETTINGS,
+    combinations,
+    for_device,
+    process_environ,
+)
 
 DEFAULT_TIMEOUT = 300.0
 STARTUP_GRACE = 120.0  # seconds a child may take to import torch and load scenarios
@@ -100,6 +108,7 @@ class Runner:
         self.on_rows = on_rows or (lambda rows: None)
         self.done = 0
         self.total = 0
+        self.missing: dict[str, str] = {}  # setting -> why its library is absent (workers)
 
     # --- planning ------------------------------------------------------------------------
 
@@ -217,15 +226,18 @@ class Runner:
             kind = event.get("event")
             if kind == "ready":
                 effective = event["effective"]
+                self.missing.update(event.get("missing") or {})
             elif kind == "start":
                 current = by_id[event["unit"]]
                 deadline = time.monotonic() + self.timeout_of(current)
                 self.progress(self.done, self.total, f"{current.scenario.name} [{current.device}]")
             elif kind == "finish":
                 unit = by_id[event["unit"]]
-                finished = self.finish_rows(unit, event["rows"], effective, event["seconds"])
+                unit_effective = {**effective, **(event.get("effective") or {})}
+                finished = self.finish_rows(unit, event["rows"], unit_effective,
+                                            event["seconds"])
                 if isinstance(event.get("trace"), dict):
-                    settings, _ = self.settings_in_effect(unit, effective)
+                    settings, _ = self.settings_in_effect(unit, unit_effective)
                     self.on_trace(unit_key(unit.scenario.name, unit.device, settings),
                                   event["trace"])
                 rows.extend(finished)
@@ -266,25 +278,41 @@ class Runner:
 
     def settings_in_effect(self, unit: Unit, effective: dict[str, str]
                            ) -> tuple[dict[str, str], str | None]:
-        """Settings to record, and why the unit is unavailable when a setting did not take."""
-        settings = dict(unit.settings)
-        for name in ALWAYS_RECORDED:
-            if name not in settings:
-                if name == "cpu_capability" and unit.device != "cpu":
-                    settings[name] = "n/a"
-                elif name in effective:
-                    settings[name] = effective[name]
-        capability = unit.settings.get("cpu_capability")
-        actual = effective.get("cpu_capability")
-        if capability not in (None, "auto", "n/a") and actual not in (None, capability):
-            return settings, (f"cpu_capability {capability} is not available here "
-                              f"(torch used {actual})")
-        if capability == "auto" and actual:
-            settings["cpu_capability"] = actual
-        threads = unit.settings.get("threads")
-        if threads and effective.get("threads") not in (None, threads):
-            return settings, f"threads {threads} requested, torch used {effective['threads']}"
-        return settings, None
+        """Every setting to record, and why the unit is unavailable when one did not take.
+
+        Each row records every setting, chosen or not: those of the unit's device as the
+        worker read them back (process settings at start-up, run settings per unit), the
+        others as n/a. Results of any two matrices then compare on what they share. Where a
+        value was never read back (a unit that crashed), it is the requested or unset value.
+        """
+        recorded: dict[str, str] = {}
+        for name, setting in SETTINGS.items():
+            if not setting.applies_to(unit.device):
+                recorded[name] = NOT_APPLICABLE
+                continue
+            value = effective.get(name) or unit.settings.get(name) or setting.default
+            if value is not None:
+                recorded[name] = value
+        for name, requested in unit.settings.items():
+            if requested == NOT_APPLICABLE or name not in SETTINGS:
+                continue
+            actual = effective.get(name)
+            if name in self.missing:
+                recorded[name] = requested
+                return recorded, f"{name} {requested}: {self.missing[name]}"
+            if actual is None or actual == requested or (requested == "auto"
+                                                         and name == "cpu_capability"):
+                continue
+            recorded[name] = requested
+            if name == "threads":
+                return recorded, f"threads {requested} requested, torch used {actual}"
+            if name == "cpu_capability":
+                return recorded, (f"cpu_capability {requested} is not available here "
+                                  f"(torch used {actual})")
+            hint = f"; {SETTINGS[name].hint}" if SETTINGS[name].hint else ""
+            return recorded, (f"{name} {requested} did not take effect here "
+                              f"({actual} in effect{hint})")
+        return recorded, None
 
     def unit_row(self, unit: Unit, effective: dict[str, str], **values: Any) -> dict[str, Any]:
         settings, _ = self.settings_in_effect(unit, effective)

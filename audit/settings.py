@@ -32,6 +32,12 @@ class Setting:
     environ: Callable[[str], dict[str, str | None]] | None = None  # process: env vars to set
     apply: Callable[[str], Callable[[], None] | None] | None = None  # run: returns a restore
     effective: Callable[[str], str] = field(default=lambda requested: requested)
+    # The value in effect when nobody sets it (what a results file that does not record
+    # this setting ran with); None where it depends on the machine (threads: always recorded).
+    default: str | None = None
+    # The library or build feature the setting needs; None when torch itself is enough.
+    needs: Callable[[], str | None] | None = None  # returns why it is unavailable, or None
+    hint: str = ""  # why a value may not take effect on some machines
 
     def validate(self, value: str, origin: str) -> str:
         """The canonical spelling of `value`, or a UserError naming `origin` and the value."""
@@ -79,6 +85,72 @@ def _capability_effective(requested: str) -> str:
 
 def _cublas_environ(value: str) -> dict[str, str | None]:
     return {"CUBLAS_WORKSPACE_CONFIG": None if value == "unset" else value}
+
+
+def _cublas_effective(_: str) -> str:
+    import os
+
+    return os.environ.get("CUBLAS_WORKSPACE_CONFIG") or "unset"
+
+
+# MKL's conditional numerical reproducibility (CNR) branches, as MKL_CBWR spells them.
+# Branches other than auto and compatible take effect on Intel CPUs only: elsewhere MKL
+# silently uses auto, which the effective value (read back from MKL itself) shows.
+MKL_CBWR_BRANCHES = ("auto", "compatible", "sse4_2", "avx2", "avx512", "avx512_e1")
+MKL_CBWR_VALUES = ("unset", *MKL_CBWR_BRANCHES, *(f"{b}-strict" for b in MKL_CBWR_BRANCHES))
+
+
+def _mkl_cbwr_environ(value: str) -> dict[str, str | None]:
+    if value == "unset":
+        return {"MKL_CBWR": None}
+    branch, _, strict = value.partition("-")
+    return {"MKL_CBWR": branch.upper() + (",STRICT" if strict else "")}
+
+
+def _mkl_cbwr_effective(_: str) -> str:
+    """The CNR mode MKL reports for a call ('OFF' when MKL_CBWR is not set)."""
+    from audit.native import mkl_report
+
+    report = mkl_report()
+    if report is None or report.cnr is None:
+        return "unknown"
+    branch, _, strict = report.cnr.lower().partition(",")
+    return "unset" if branch == "off" else branch + ("-strict" if strict else "")
+
+
+def _mkl_missing() -> str | None:
+    from audit.native import mkl_report
+
+    return None if mkl_report() is not None else "this torch build does not use MKL"
+
+
+ONEDNN_ISA_VALUES = ("all", "sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2", "avx512_core",
+                     "avx512_core_vnni", "avx512_core_bf16", "avx512_core_fp16",
+                     "avx512_core_amx", "avx512_core_amx_fp16")
+
+
+def _onednn_isa_environ(value: str) -> dict[str, str | None]:
+    spelled = None if value == "all" else value.upper()
+    # oneDNN < 2.0 (torch < 1.7) read DNNL_MAX_CPU_ISA; later versions read both.
+    return {"ONEDNN_MAX_CPU_ISA": spelled, "DNNL_MAX_CPU_ISA": spelled}
+
+
+def _onednn_isa_effective(requested: str) -> str:
+    """'all' when no cap is set, else the ISA oneDNN reports it dispatches to."""
+    import os
+
+    from audit.native import onednn_isa_name, onednn_report
+
+    if not (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")):
+        return "all"
+    report = onednn_report()
+    return (onednn_isa_name(report.isa) if report is not None else None) or "unknown"
+
+
+def _onednn_missing() -> str | None:
+    from audit.native import onednn_report
+
+    return None if onednn_report() is not None else "this torch build does not use oneDNN"
 
 
 # --- run settings -----------------------------------------------------------------------
@@ -232,30 +304,83 @@ SETTINGS: dict[str, Setting] = {
         Setting("cpu_capability", PROCESS, ("auto", "default", "avx2", "avx512"),
                 "ATEN_CPU_CAPABILITY: the vector ISA ATen dispatches to ('default' = scalar)",
                 devices=("cpu",), environ=_capability_environ, effective=_capability_effective),
+        Setting("mkl_cbwr", PROCESS, MKL_CBWR_VALUES,
+                "MKL_CBWR: MKL's conditional numerical reproducibility branch (matmul, "
+                "linear algebra); 'compatible' is the branch every x86 CPU runs",
+                devices=("cpu",), environ=_mkl_cbwr_environ, effective=_mkl_cbwr_effective,
+                default="unset", needs=_mkl_missing,
+                hint="MKL takes branches other than auto and compatible on Intel CPUs only"),
+        Setting("onednn_isa", PROCESS, ONEDNN_ISA_VALUES,
+                "ONEDNN_MAX_CPU_ISA: the highest ISA oneDNN (convolutions, mkldnn) may use",
+                devices=("cpu",), environ=_onednn_isa_environ, effective=_onednn_isa_effective,
+                default="all", needs=_onednn_missing,
+                hint="oneDNN caps the ISA at what this CPU has"),
         Setting("cublas_workspace", PROCESS, ("unset", ":4096:8", ":16:8"),
                 "CUBLAS_WORKSPACE_CONFIG, needed for deterministic cuBLAS",
-                devices=("cuda",), environ=_cublas_environ),
+                devices=("cuda",), environ=_cublas_environ, effective=_cublas_effective,
+                default="unset"),
         Setting("deterministic", RUN, ("off", "on", "warn-only"),
                 "torch.use_deterministic_algorithms", apply=_apply_deterministic,
-                effective=_deterministic_effective),
+                effective=_deterministic_effective, default="off"),
         Setting("cudnn_benchmark", RUN, ("off", "on"), "torch.backends.cudnn.benchmark",
-                devices=("cuda",), apply=_cudnn_apply, effective=_cudnn_effective),
+                devices=("cuda",), apply=_cudnn_apply, effective=_cudnn_effective,
+                default="off"),
         Setting("matmul_precision", RUN, ("highest", "high", "medium"),
                 "torch.set_float32_matmul_precision", apply=_apply_matmul_precision,
-                effective=_matmul_precision_effective),
+                effective=_matmul_precision_effective, default="highest"),
         Setting("tf32", RUN, ("off", "on"), "allow TF32 in CUDA matmul and cuDNN",
-                devices=("cuda",), apply=_apply_tf32, effective=_tf32_effective),
+                devices=("cuda",), apply=_apply_tf32, effective=_tf32_effective,
+                default="off"),
         Setting("mkldnn", RUN, ("on", "off"), "torch.backends.mkldnn.enabled (oneDNN kernels)",
-                devices=("cpu",), apply=_mkldnn_apply, effective=_mkldnn_effective),
+                devices=("cpu",), apply=_mkldnn_apply, effective=_mkldnn_effective,
+                default="on"),
         Setting("flush_denormal", RUN, ("off", "on"), "torch.set_flush_denormal",
                 devices=("cpu",), apply=_apply_flush_denormal,
-                effective=_flush_denormal_effective),
+                effective=_flush_denormal_effective, default="off"),
         Setting("default_dtype", RUN, ("float32", "float64"), "torch.set_default_dtype",
-                apply=_apply_default_dtype, effective=_default_dtype_effective),
+                apply=_apply_default_dtype, effective=_default_dtype_effective,
+                default="float32"),
     ]
 }
 
-ALWAYS_RECORDED = ("threads", "cpu_capability")  # in effect in every run, chosen or not
+
+
+def unset_value(name: str, device: str) -> str | None:
+    """What `name` was on `device` in a run that did not record it: n/a where the setting
+    does not apply, else its value when nobody sets it (None: no such value, threads)."""
+    setting = SETTINGS.get(name)
+    if setting is None:
+        return None
+    return setting.default if setting.applies_to(device) else NOT_APPLICABLE
+
+
+def with_unset_values(settings: Mapping[str, str], device: str) -> dict[str, str]:
+    """`settings` with every known setting it lacks at its unset value, so that a row of a
+    file that recorded fewer settings compares with one that recorded all of them."""
+    completed = dict(settings)
+    for name in SETTINGS:
+        if name not in completed:
+            value = unset_value(name, device)
+            if value is not None:
+                completed[name] = value
+    return completed
+
+
+def in_effect(scope: str, requested: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every setting of `scope` as it is in effect in this process now, chosen or not.
+
+    A setting whose library this build lacks (MKL, oneDNN) reads as n/a.
+    """
+    requested = requested or {}
+    values: dict[str, str] = {}
+    for name, setting in SETTINGS.items():
+        if setting.scope != scope:
+            continue
+        if setting.needs is not None and setting.needs() is not None:
+            values[name] = NOT_APPLICABLE
+            continue
+        values[name] = setting.effective(requested.get(name, ""))
+    return values
 
 
 def parse_choices(choices: Mapping[str, Any], origin: str) -> dict[str, list[str]]:

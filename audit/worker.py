@@ -104,6 +104,7 @@ class Worker:
         self.job = job
         self.protocol = protocol
         self.trace: Any = None  # the op trace of the unit being run (job["trace"])
+        self.run_effective: dict[str, str] = {}  # run settings in effect for that unit
 
     def emit(self, event: str, **payload: Any) -> None:
         self.protocol.write(json.dumps({"event": event, **payload}, sort_keys=True) + "\n")
@@ -111,23 +112,27 @@ class Worker:
 
     def run(self) -> None:
         from audit.scenarios import registry
-        from audit.settings import ALWAYS_RECORDED, SETTINGS
+        from audit.settings import PROCESS, SETTINGS, in_effect
 
         self.apply_threads()
+        # Process settings as in effect, read before any scenario runs (oneDNN tells its
+        # ISA only once per process), with why a setting's library is missing here.
+        effective = in_effect(PROCESS, self.job["process_settings"])
+        missing = {name: SETTINGS[name].needs() for name in effective
+                   if effective[name] == "n/a" and SETTINGS[name].needs is not None}
         registry.load_builtin()
         for path in self.job.get("scenario_files", []):
             registry.load_file(path)
         scenarios = registry.all_scenarios()
-        effective = {name: SETTINGS[name].effective(self.job["process_settings"].get(name, ""))
-                     for name in ALWAYS_RECORDED}
-        self.emit("ready", effective=effective)
+        self.emit("ready", effective=effective, missing=missing)
         for unit in self.job["units"]:
             self.emit("start", unit=unit["id"])
             started = time.perf_counter()
             self.trace = None
+            self.run_effective = {}
             rows = self.run_unit(scenarios[unit["scenario"]], unit)
             extra = {"trace": self.trace.to_json()} if self.trace is not None else {}
-            self.emit("finish", unit=unit["id"], rows=rows,
+            self.emit("finish", unit=unit["id"], rows=rows, effective=self.run_effective,
                       seconds=round(time.perf_counter() - started, 6), **extra)
 
     def apply_threads(self) -> None:
@@ -141,7 +146,7 @@ class Worker:
         """Both runs of one (scenario, device, run settings) unit, as partial rows."""
         from audit.scenarios.context import Context
         from audit.scenarios.registry import Unavailable
-        from audit.settings import SETTINGS
+        from audit.settings import RUN, SETTINGS, in_effect
 
         restores: list[Callable[[], None]] = []
         try:
@@ -151,11 +156,12 @@ class Worker:
                     restore = setting.apply(value)
                     if restore is not None:
                         restores.append(restore)
-            for name, value in unit["run_settings"].items():  # after all: one may undo another
-                in_effect = SETTINGS[name].effective(value)
-                if value != "n/a" and in_effect != value:
+            # Read back after all are applied (one may undo another), chosen or not.
+            self.run_effective = in_effect(RUN, unit["run_settings"])
+            for name, value in unit["run_settings"].items():
+                if value != "n/a" and self.run_effective[name] != value:
                     raise Unavailable(f"{name}={value} did not take effect "
-                                      f"(torch reports {in_effect})")
+                                      f"(torch reports {self.run_effective[name]})")
             context = Context(device=unit["device"], settings=dict(unit["settings"]))
             first = run_once(scenario.function, context, scenario.name)
             try:
@@ -205,6 +211,14 @@ class Worker:
                  second_error: str | None, keep: str | None = None) -> list[dict[str, Any]]:
         described = describe_outputs(first, keep)
         again = describe_outputs(second) if second is not None else {}
+        return Worker.rows_of_described(described, again, second_error)
+
+    @staticmethod
+    def rows_of_described(described: dict[str, dict[str, Any]],
+                          again: dict[str, dict[str, Any]], second_error: str | None
+                          ) -> list[dict[str, Any]]:
+        """`rows_for` of outputs already described (`describe_outputs`) in both runs: the
+        pytest plugin describes each value when the test hands it over."""
         rows = []
         for output, values in described.items():
             repeatable = again.get(output, {}).get("digest") == values["digest"]

@@ -23,7 +23,7 @@ from audit.settings import (
     process_environ,
 )
 
-CPU_ONLY = {"cpu_capability", "mkldnn", "flush_denormal"}
+CPU_ONLY = {"cpu_capability", "mkldnn", "flush_denormal", "mkl_cbwr", "onednn_isa"}
 CUDA_ONLY = {"cublas_workspace", "cudnn_benchmark", "tf32"}
 
 
