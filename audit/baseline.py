@@ -59,8 +59,13 @@ def has_value(row: dict[str, Any]) -> bool:
 
 
 def comparable(row: dict[str, Any]) -> bool:
-    """A value that also repeated run to run: the only kind compared across runs."""
-    return has_value(row) and row.get("repeatable") is True
+    """A value not seen to change run to run: the only kind compared across runs.
+
+    `repeatable` is True when it was run twice and came out the same, False when the two
+    runs differed, and None when it was run once (a pytest test without the repeat
+    marker): such a value is compared as it is, since nothing showed it unrepeatable.
+    """
+    return has_value(row) and row.get("repeatable") is not False
 
 
 def env_of(row: dict[str, Any], item: ResultsFile) -> str:
@@ -241,7 +246,27 @@ def save(results_paths: list[str], to: Path, update: bool = False) -> int:
     rewritten with `update` (its values of this run replaced, the others kept): a baseline
     is the reviewed reference, so replacing it must be a decision, not a side effect.
     """
-    files = read_all(results_paths)
+    return save_files(read_all(results_paths), to, update, ", ".join(results_paths))
+
+
+def refuse_overwrite(folder: Path, env_ids: Iterable[str], update: bool) -> dict[str, Path]:
+    """The baseline file of each env-id in `folder`; a UserError when one exists already
+    and `update` is not given, or when `folder` is a file (before anything is written)."""
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder}: not a folder")
+    targets = {env_id: baseline_path(folder, env_id) for env_id in sorted(env_ids)}
+    existing = [path for path in targets.values() if path.exists()]
+    if existing and not update:
+        raise UserError(f"{existing[0]}: a baseline for this environment already exists "
+                        "(--update rewrites after review)")
+    return targets
+
+
+def save_files(files: list[ResultsFile], to: Path, update: bool = False,
+               source: str = "results") -> int:
+    """`save` of results already read (or built in memory, as the pytest plugin does);
+    `source` names them in the error when none holds a value to save."""
     runs: dict[str, Baseline] = {}
     origin: dict[Key, Path] = {}
     for item in files:
@@ -259,15 +284,9 @@ def save(results_paths: list[str], to: Path, update: bool = False) -> int:
             run.entries[key] = entry
             origin.setdefault(key, item.path)
     if not runs:
-        raise UserError(f"{', '.join(results_paths)}: no ok and repeatable outputs to save")
+        raise UserError(f"{source}: no ok and repeatable outputs to save")
     folder = Path(to)
-    if folder.exists() and not folder.is_dir():
-        raise UserError(f"{folder}: not a folder")
-    targets = {env_id: baseline_path(folder, env_id) for env_id in sorted(runs)}
-    existing = [path for path in targets.values() if path.exists()]
-    if existing and not update:
-        raise UserError(f"{existing[0]}: a baseline for this environment already exists "
-                        "(--update rewrites after review)")
+    targets = refuse_overwrite(folder, runs, update)
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -357,8 +376,40 @@ def check(results_paths: list[str], against: Path) -> CheckResult:
     that now fails or no longer repeats where the baseline had a value. Values without a
     baseline (new outputs, new environments) are listed, never failed.
     """
-    available = _baseline_files(Path(against))
-    files = read_all(results_paths)
+    checker = Checker(Path(against))
+    return checker.check(read_all(results_paths))
+
+
+class Checker:
+    """`check` against one baseline folder, for results already read or built in memory.
+
+    Each baseline file is read once, however many checks use it: the pytest plugin checks
+    every test's values as the test ends.
+    """
+
+    def __init__(self, against: Path) -> None:
+        self.available = _baseline_files(Path(against))
+        self._loaded: dict[str, tuple[Baseline | None, dict[Any, list[Key]]]] = {}
+
+    def baseline(self, env_id: str) -> Baseline | None:
+        """The baseline of `env_id` (None: the folder has none), read on first use."""
+        return self._load(env_id)[0]
+
+    def _load(self, env_id: str) -> tuple[Baseline | None, dict[Any, list[Key]]]:
+        if env_id not in self._loaded:
+            path = self.available.get(env_id)
+            baseline = load_baseline(path) if path is not None else None
+            self._loaded[env_id] = (baseline, baseline.by_unit() if baseline else {})
+        return self._loaded[env_id]
+
+    def check(self, files: list[ResultsFile], whole: bool = True) -> CheckResult:
+        """See `check`. With `whole` False, baselined values the files do not reach are not
+        listed (`not_in_results`, `other_environments`): a check of one test's values."""
+        return _check(self, files, whole)
+
+
+def _check(checker: Checker, files: list[ResultsFile], whole: bool) -> CheckResult:
+    available = checker.available
     result = CheckResult()
     baselines: dict[str, Baseline | None] = {}
     units: dict[str, dict[tuple[str, str, str, str], list[Key]]] = {}
@@ -368,9 +419,8 @@ def check(results_paths: list[str], against: Path) -> CheckResult:
     for item, row in _rows(files):
         env_id = env_of(row, item)
         if env_id not in baselines:
-            baseline = load_baseline(available[env_id]) if env_id in available else None
+            baseline, units[env_id] = checker._load(env_id)
             baselines[env_id] = baseline
-            units[env_id] = baseline.by_unit() if baseline else {}
             if baseline is None:
                 result.new_environments[env_id] = describe_environment(
                     environment_summary(item.header))
@@ -417,12 +467,13 @@ def check(results_paths: list[str], against: Path) -> CheckResult:
             result.regressions.append(Regression(
                 key, expected.digest, row.get("digest"), None,
                 "no longer repeatable run to run", "NONDETERMINISTIC"))
-    for baseline in baselines.values():
+    for baseline in baselines.values() if whole else ():
         if baseline is not None:
             result.not_in_results.extend(
                 key for key in sorted(baseline.entries)
                 if key not in reached and key.unit not in covered)
-    result.other_environments = sorted(set(available) - set(baselines))
+    if whole:
+        result.other_environments = sorted(set(available) - set(baselines))
     result.regressions.sort(key=lambda item: (item.key, item.kind))
     result.missing_baseline.sort()
     return result

@@ -126,7 +126,7 @@ def command_list(args: argparse.Namespace) -> int:
     for file in args.scenarios:
         registry.load_file(file)
     for name, item in registry.all_scenarios().items():
-        print(f"{name}  {item.description}")
+        print(f"{name}  {item.description}".rstrip())  # a description is optional
     return 0
 
 

@@ -417,7 +417,8 @@ def compare(files: Iterable[ResultsFile], data: pd.DataFrame | None = None) -> C
     """Classify every cell; `data` is the files' frame when the caller built it already."""
     data = frame(files) if data is None else data
     with_value = data[(data["status"] == "ok") & data["output"].notna()]
-    comparable = with_value[with_value["repeatable"] == True]  # noqa: E712 - pandas mask
+    # repeatable None: run once (a pytest test without the repeat marker), compared as is
+    comparable = with_value[with_value["repeatable"] != False]  # noqa: E712 - pandas mask
     axis_columns = [TORCH, DEVICE, PLATFORM] + setting_columns(data)
     conflicts = find_conflicts(comparable, axis_columns)
     comparable = comparable.drop_duplicates(

@@ -1,13 +1,14 @@
 """A heatmap of the report: scenarios × axis values, the share of outputs that hold.
 
-Optional: it needs matplotlib (`pip install repro-audit[heatmap]`); without it the report
-says so and is otherwise the same. The PNG carries no timestamp or version metadata, so the
-same results and the same matplotlib give the same bytes.
+Optional: it needs matplotlib (`pip install 'repro-audit[heatmap]'`); without it the report
+says so in one line on stderr and is otherwise the same. The PNG carries no timestamp or
+version metadata, so the same results and the same matplotlib give the same bytes.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,18 @@ FILE_NAME = "heatmap.png"
 MAX_ROWS = 150  # more scenarios than this: one row per family (a readable, fast image)
 
 
+# The one line a report without matplotlib prints: which extra brings it.
+NOT_INSTALLED = ("repro-audit: no heatmap: matplotlib is not installed "
+                 "(pip install 'repro-audit[heatmap]'); the report is written without it")
+
+
 def available() -> bool:
     return importlib.util.find_spec("matplotlib") is not None
+
+
+def not_drawn() -> None:
+    """Say once, on stderr, that the heatmap needs the `heatmap` extra; draw nothing."""
+    print(NOT_INSTALLED, file=sys.stderr)
 
 
 def shares(result: Comparison) -> tuple[list[str], list[str], np.ndarray]:

@@ -380,7 +380,7 @@ def write_report(paths: list[str], out: Path) -> Path:
     files.sort(key=lambda item: str(item.path))
     result = compare(files, join_frames(parts))
     out.mkdir(parents=True, exist_ok=True)
-    drawn = heatmap.draw(result, out) if heatmap.available() else None
+    drawn = heatmap.draw(result, out) if heatmap.available() else heatmap.not_drawn()
     if drawn is None:  # an image of earlier results must not sit beside this report
         (out / heatmap.FILE_NAME).unlink(missing_ok=True)
     changelog = "changelog.md" if (out / "changelog.md").exists() else None

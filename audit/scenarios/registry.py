@@ -33,7 +33,7 @@ class Scenario:
 
     name: str
     function: ScenarioFunction
-    description: str
+    description: str  # "" when neither given nor documented
     devices: tuple[str, ...] | None = None  # None: every device the run audits
     min_torch: str | None = None
     modules: tuple[str, ...] = ()  # optional packages it imports (cells unavailable without)
@@ -61,7 +61,8 @@ def scenario(
 ) -> Callable[[ScenarioFunction], ScenarioFunction]:
     """Register the decorated function as scenario `name` ("family.name").
 
-    `description` defaults to the first line of the function's docstring.
+    `description` defaults to the first line of the function's docstring, and may be
+    absent altogether: a name is enough, as it is for a test.
     `devices` limits where it runs ("cpu" only for numpy and python scenarios).
     """
     if "." not in name or not all(part.strip() for part in name.split(".")):
@@ -70,8 +71,6 @@ def scenario(
     def register(function: ScenarioFunction) -> ScenarioFunction:
         doc = (function.__doc__ or "").strip().splitlines()
         text = description or (doc[0].strip() if doc else "")
-        if not text:
-            raise UserError(f"scenario {name!r} needs a description or a docstring")
         existing = _REGISTRY.get(name)
         source = getattr(function, "__module__", "")
         if existing is not None and existing.source != source:
