@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from audit import matrix as matrix_file  # noqa: E402 - torch-free modules of the package
 from audit.errors import UserError  # noqa: E402
+from audit.atomic import write_compressed_copy  # noqa: E402
 from audit.results import write_unavailable  # noqa: E402
 from audit.sources import PackageSources, pip_config_sources, torch_sources  # noqa: E402
 
@@ -98,11 +99,18 @@ def audit(session: nox.Session, torch: str) -> None:
                 "--out", str(RESULTS), *session.posargs)
 
 
+KEPT = Path(os.environ.get("REPRO_AUDIT_KEPT", str(REPORTS / "results")))
+
+
 @nox.session
 def report(session: nox.Session) -> None:
-    """Merge every results file under results/ into reports/README.md."""
+    """Keep this machine's results under reports/results/ (one compact file per machine and
+    torch version, committed), then merge every machine's kept results into
+    reports/README.md: the published report grows a machine axis wherever the audit runs."""
     install_package(session, "[report,heatmap]")
-    session.run("python", "-m", "audit", "report", str(RESULTS), "--out", str(REPORTS),
+    if any(RESULTS.glob("*.jsonl")):
+        session.run("python", "-m", "audit", "keep", str(RESULTS), "--to", str(KEPT))
+    session.run("python", "-m", "audit", "report", str(KEPT), "--out", str(REPORTS),
                 *session.posargs)
 
 
@@ -133,17 +141,6 @@ def disk_bytes(*folders: Path) -> int:
                 stat = item.stat()
                 seen[(stat.st_dev, stat.st_ino)] = stat.st_blocks * 512
     return sum(seen.values())
-
-
-def compress(source: Path, target: Path) -> None:
-    """gzip `source` into `target` atomically, with no timestamp (same bytes every time)."""
-    import gzip
-
-    temporary = target.with_name(f".{target.name}.tmp")
-    with open(source, "rb") as plain, open(temporary, "wb") as raw, \
-            gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as packed:
-        packed.write(plain.read())
-    temporary.replace(target)
 
 
 @nox.session(venv_backend="none")
@@ -187,7 +184,7 @@ def releases(session: nox.Session) -> None:
             session.run(str(python), "-m", "audit", "run", "--matrix", str(RELEASES_MATRIX),
                         "--out", str(fresh), *session.posargs)
             for written in fresh.glob("*.jsonl"):  # kept in git: compressed (about 10x)
-                compress(written, results / f"{written.name}.gz")
+                write_compressed_copy(written, results / f"{written.name}.gz")
             unavailable.unlink(missing_ok=True)
         except nox.command.CommandFailed:
             write_unavailable(unavailable, entry.version,

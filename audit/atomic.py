@@ -7,7 +7,9 @@ file in the same folder, flushed to disk, then renamed over the target.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator, TextIO
@@ -34,3 +36,28 @@ def write_text(path: Path, text: str) -> Path:
     with atomic_text(path) as stream:
         stream.write(text)
     return path
+
+
+def write_compressed_copy(source: Path, target: Path) -> Path:
+    """gzip `source` into `target` atomically, with no name or timestamp inside (the same
+    results give the same bytes, so kept results diff cleanly in git). A source that is
+    compressed already is copied as it is."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp",
+                                         dir=target.parent)
+    try:
+        with os.fdopen(handle, "wb") as raw:
+            with open(source, "rb") as original:
+                if source.name.endswith(".gz"):
+                    shutil.copyfileobj(original, raw)
+                else:
+                    with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as packed:
+                        shutil.copyfileobj(original, packed)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, target)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return target

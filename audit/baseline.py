@@ -22,6 +22,7 @@ from typing import Any, Iterable, Iterator
 from audit.atomic import write_text
 from audit.distance import Distance, distance
 from audit.errors import UserError
+from audit.settings import NOT_APPLICABLE, unset_value, with_unset_values
 from audit.results import ResultsFile, read_all
 from audit.sample import Sample
 
@@ -35,9 +36,15 @@ SAFE_ENV_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*")
 
 # --- keys and labels (shared with audit.diff) --------------------------------------------
 
-def settings_key(settings: dict[str, Any] | None) -> str:
-    """Settings as sorted JSON: the same combination is the same text whatever its order."""
-    return json.dumps(settings or {}, sort_keys=True, separators=(",", ":"))
+def settings_key(settings: dict[str, Any] | None, device: str | None = None) -> str:
+    """Settings as sorted JSON: the same combination is the same text whatever its order.
+
+    With `device`, settings a row does not record are taken at their unset value, so a
+    baseline saved before rows recorded every setting still keys the same cells."""
+    values = dict(settings or {})
+    if device is not None:
+        values = with_unset_values(values, device)
+    return json.dumps(values, sort_keys=True, separators=(",", ":"))
 
 
 def one_line(text: Any) -> str:
@@ -48,7 +55,9 @@ def one_line(text: Any) -> str:
 def cell_label(scenario: str, output: str, device: str, settings: str) -> str:
     """`rng.randn/large [cpu cpu_capability=avx2 threads=1]`: what a printed line names."""
     values = json.loads(settings)
-    inside = " ".join([device, *(f"{name}={values[name]}" for name in sorted(values))])
+    shown = [name for name in sorted(values)  # not the settings nobody touched
+             if values[name] != NOT_APPLICABLE and values[name] != unset_value(name, device)]
+    inside = " ".join([device, *(f"{name}={values[name]}" for name in shown)])
     return one_line(f"{scenario}/{output} [{inside}]")
 
 
@@ -131,7 +140,7 @@ class Key:
 
     @classmethod
     def of(cls, row: dict[str, Any], env_id: str) -> Key:
-        return cls(env_id, str(row.get("device")), settings_key(row.get("settings")),
+        return cls(env_id, str(row.get("device")), settings_key(row.get("settings"), str(row.get("device"))),
                    str(row["scenario"]), str(row["output"]))
 
     @property
@@ -204,7 +213,7 @@ def load_baseline(path: Path) -> Baseline:
         raise UserError(f"{path}: corrupt baseline, {problem}")
     baseline = Baseline(data["env_id"], data.get("environment") or {})
     for item in data["outputs"]:
-        key = Key(baseline.env_id, item["device"], settings_key(item["settings"]),
+        key = Key(baseline.env_id, item["device"], settings_key(item["settings"], str(item["device"])),
                   item["scenario"], item["output"])
         baseline.entries[key] = Entry(item["digest"], item.get("dtype"), item.get("shape"),
                                       item.get("sample"))
@@ -427,7 +436,7 @@ def _check(checker: Checker, files: list[ResultsFile], whole: bool) -> CheckResu
         baseline = baselines[env_id]
         entries = baseline.entries if baseline else {}
         if not isinstance(row.get("output"), str):  # a scenario-level row: it failed whole
-            unit = (env_id, str(row.get("device")), settings_key(row.get("settings")),
+            unit = (env_id, str(row.get("device")), settings_key(row.get("settings"), str(row.get("device"))),
                     str(row.get("scenario")))
             if unit in covered:
                 continue

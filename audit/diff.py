@@ -112,7 +112,7 @@ def environments(files: list[ResultsFile]) -> dict[str, Environment]:
             env_id = env_of(row, item)
             torch = (item.header.get("environment") or {}).get("torch") or row.get("torch_version")
             environment = found.setdefault(env_id, Environment(env_id, str(torch)))
-            settings = settings_key(row.get("settings"))
+            settings = settings_key(row.get("settings"), str(row.get("device")))
             if isinstance(row.get("output"), str):
                 cell = Cell(str(row["scenario"]), row["output"], str(row.get("device")), settings)
                 environment.outputs.setdefault(cell, row)

@@ -61,6 +61,9 @@ class Matrix:
     trace: bool = False  # record op traces (run --trace) so reports name divergence origins
     scenario_files: tuple[str, ...] = ()
     settings: dict[str, list[str]] = field(default_factory=dict)
+    # [[settings.also]]: further products, each the main one with some settings replaced
+    # (a few probes of a setting without multiplying the whole matrix by its values)
+    also: tuple[dict[str, list[str]], ...] = ()
     torch: tuple[TorchVersion, ...] = ()
 
 
@@ -150,6 +153,14 @@ def load(path: str | Path) -> Matrix:
     settings = data.get("settings", {})
     if not isinstance(settings, dict):
         raise UserError(f"{where}: [settings] must be a table")
+    settings = dict(settings)
+    also_tables = settings.pop("also", [])
+    if not isinstance(also_tables, list) or not all(isinstance(t, dict) for t in also_tables):
+        raise UserError(f"{where}: settings.also must be an array of tables "
+                        "([[settings.also]])")
+    main = parse_choices(settings, f"{where}: [settings]")
+    also = tuple({**main, **parse_choices(table, f"{where}: settings.also[{index}]")}
+                 for index, table in enumerate(also_tables))
     entries = data.get("torch", [])
     if not isinstance(entries, list):
         raise UserError(f"{where}: torch must be an array of tables ([[torch]])")
@@ -171,6 +182,7 @@ def load(path: str | Path) -> Matrix:
         timeout=float(timeout),
         trace=_boolean(audit.get("trace", False), f"{where}: audit.trace"),
         scenario_files=scenario_files,
-        settings=parse_choices(settings, f"{where}: [settings]"),
+        settings=main,
+        also=also,
         torch=versions,
     )
