@@ -77,7 +77,12 @@ def pytest_configure(config: pytest.Config) -> None:
     store = Store(options, worker)
     config.stash[STORE] = store
     config.stash[PAYLOADS] = []
+    controller = worker is None and getattr(config.option, "dist", "no") != "no"  # xdist
     try:
+        if options.records and not controller:
+            # Before any test runs: the MKL and oneDNN probes of the environment read what
+            # those libraries print once per process (audit.native).
+            store.header()
         if options.check_against is not None:
             store.checker  # noqa: B018 - a folder without baselines: say so before any test
         if options.save_to is not None and not options.update and worker is None:
