@@ -1,0 +1,418 @@
+"""Worker processes side by side, as many as the cores allow, none changing another's results.
+
+A *task* is one process-settings combination and the queue of its units (audit.runner).
+Its workers are `python -m audit.worker` children started with that combination in their
+environment; each takes the next unit of its task's queue when it is free, so one worker
+serves every run-settings combination of its process combination, and a second worker of
+the same task can share the queue when cores are free and enough work is left.
+
+Cores: a task's workers each use as many cores as its `threads` setting says (all of them
+when threads is not chosen: torch then starts one thread per core). Workers run at once
+only while their cores add up to at most `jobs`; a task that uses all cores runs alone.
+Results do not depend on what runs beside a worker: every worker is its own process with
+its settings fixed at start-up, and the thread count it really used is read back and
+checked (audit.runner.Runner.settings_in_effect). tests/test_parallel.py checks that the
+digests of a parallel run equal those of a serial one.
+
+A worker whose queue is empty can be *parked* (kept alive, idle) instead of closed, so
+that the trace pass after the audit (audit.runner.Runner.trace) reuses it instead of
+paying for another start-up (importing torch takes seconds).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import queue
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, Callable
+
+STARTUP_GRACE = 120.0  # seconds a child may take to import torch and load scenarios
+MAX_PARKED = 8  # idle workers kept for a later pass (each holds an imported torch)
+FIRST_GUESS_SECONDS = 0.5  # a unit's expected run time before any has been measured
+
+
+def available_cores() -> int:
+    """Cores this process may use (its affinity where the OS tells, else the CPU count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def combo_key(combo: dict[str, str]) -> str:
+    return json.dumps(combo, sort_keys=True)
+
+
+@dataclass
+class Job:
+    """One unit handed to a worker: audited (two runs) or, with a trace key, traced once."""
+
+    unit: Any  # audit.runner.Unit
+    trace_key: str | None = None
+
+    def message(self) -> dict[str, Any]:
+        job = self.unit.job()
+        if self.trace_key is not None:
+            job["trace_only"] = True
+        return job
+
+
+@dataclass
+class Task:
+    """The units of one process-settings combination still to run, and who runs them."""
+
+    combo: dict[str, str]
+    pending: deque[Job]
+    cores: int  # cores each of its workers uses
+    running: int = 0  # workers holding cores now
+    started: int = 0  # workers started for it, ever
+    finished: int = 0  # units that ran to the end
+
+    @property
+    def key(self) -> str:
+        return combo_key(self.combo)
+
+
+def cores_of(combo: dict[str, str], jobs: int) -> int:
+    """Cores a worker of `combo` uses: its thread count, at most `jobs` (all when unset)."""
+    threads = combo.get("threads")
+    if threads is None or not str(threads).isdigit():
+        return jobs
+    return max(1, min(int(threads), jobs))
+
+
+class Child:
+    """One worker process: the job line sent at start, units sent one at a time, events read
+    by a thread of its own into a queue (None when its output closes)."""
+
+    def __init__(self, task_key: str, environ: dict[str, str], header: dict[str, Any]) -> None:
+        self.task_key = task_key
+        self.stderr: IO[bytes] = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "audit.worker"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, stderr=self.stderr, env=environ)
+        self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.effective: dict[str, str] | None = None  # process settings, from "ready"
+        self.ran = 0  # units it finished
+        self.spawned = time.monotonic()
+        assert self.process.stdout is not None
+        threading.Thread(target=_read_events, args=(self.process.stdout, self.events),
+                         daemon=True).start()
+        self.send(header)
+
+    def send(self, message: dict[str, Any]) -> bool:
+        """Write one line to the child; False when it is gone."""
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.write(json.dumps(message).encode() + b"\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            return False
+        return True
+
+    def event(self, deadline: float) -> dict[str, Any] | None:
+        """The next event; None when the child closed its output; queue.Empty past deadline."""
+        return self.events.get(timeout=max(0.01, deadline - time.monotonic()))
+
+    def close(self, wait: bool = True) -> None:
+        """No more units: the worker finishes and exits (`wait`: wait for it, see `reap`)."""
+        with contextlib.suppress(OSError, ValueError):
+            assert self.process.stdin is not None
+            self.process.stdin.close()
+        if wait:
+            self.reap()
+
+    def reap(self) -> None:
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self.stderr.close()
+
+    def kill(self) -> None:
+        self.process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=30)
+
+    def exit_message(self) -> str:
+        """'worker exited with code N: <last line of its stderr>' (after it ended)."""
+        code = self.process.wait()
+        self.stderr.seek(0)
+        tail = self.stderr.read()[-2000:].decode("utf-8", "replace").strip()
+        last_line = tail.splitlines()[-1] if tail else ""
+        return f"worker exited with code {code}" + (f": {last_line}" if last_line else "")
+
+
+def _read_events(stream: Any, events: queue.Queue[dict[str, Any] | None]) -> None:
+    for line in stream:
+        try:
+            events.put(json.loads(line))
+        except ValueError:
+            continue  # not a protocol line: ignore
+    events.put(None)
+
+
+@dataclass
+class Hooks:
+    """What the pool calls back (under its lock, so one at a time): audit.runner.Runner."""
+
+    environ: Callable[[dict[str, str]], dict[str, str]]  # child environment of a combination
+    header: Callable[[dict[str, str]], dict[str, Any]]  # the job line of a combination
+    started: Callable[[Job], None]  # a unit started
+    finished: Callable[[Job, dict[str, Any], dict[str, str]], None]  # event, process effective
+    failed: Callable[[Job, str, str, dict[str, str]], None]  # status, message, effective
+    ready: Callable[[dict[str, Any]], None] = field(default=lambda event: None)
+    timeout_of: Callable[[Job], float] = field(default=lambda job: 300.0)
+
+
+class Pool:
+    """Runs tasks with at most `jobs` cores busy; keeps idle workers parked when `park`.
+
+    One pool can serve several runners one after the other (a run's products, then its
+    trace pass): a parked worker is reused by a task of the same combination and job line.
+    """
+
+    def __init__(self, jobs: int | None = None, park: bool = False) -> None:
+        self.hooks: Hooks | None = None  # those of the run in progress
+        self.jobs = max(1, jobs or available_cores())
+        self.park = park
+        self.lock = threading.Condition()
+        self.busy = 0  # cores held by running workers
+        self.parked: dict[str, list[Child]] = {}
+        self.seconds: dict[str, list[float]] = {}  # scenario -> measured unit seconds
+        self.startups: list[float] = []  # seconds from spawn to ready
+        self.threads: list[threading.Thread] = []
+
+    # --- the scheduler --------------------------------------------------------------------
+
+    def run(self, tasks: list[Task], hooks: Hooks) -> None:
+        """Every job of every task, side by side where the cores allow; returns when done."""
+        self.hooks = hooks
+        tasks = sorted(tasks, key=lambda task: task.cores)  # one-core tasks pack first
+        wanted = {self.parking_key(task) for task in tasks if task.pending}
+        with self.lock:
+            unused = [child for key in list(self.parked) if key not in wanted
+                      for child in self.parked.pop(key)]
+            close_all(unused)  # parked workers no task will use
+            while True:
+                self.start_what_fits(tasks)
+                if not any(task.pending or task.running for task in tasks):
+                    break
+                self.lock.wait(timeout=1.0)
+        for thread in self.threads:
+            thread.join()
+        self.threads = [thread for thread in self.threads if thread.is_alive()]
+
+    def start_what_fits(self, tasks: list[Task]) -> None:
+        """Start workers while their cores fit: first a task's first worker, then a helper
+        for the task with most work left, when that work outweighs a start-up."""
+        while True:
+            free = self.jobs - self.busy
+            fresh = [task for task in tasks if task.pending and not task.running
+                     and task.cores <= free]
+            if fresh:
+                self.start(fresh[0])
+                continue
+            helped = [task for task in tasks if task.pending and task.running
+                      and task.cores <= free and self.worth_helping(task)]
+            if not helped:
+                return
+            self.start(max(helped, key=self.work_left))
+
+    @property
+    def current(self) -> Hooks:
+        assert self.hooks is not None, "Pool.run sets the hooks"
+        return self.hooks
+
+    def parking_key(self, task: Task) -> str:
+        """Workers are interchangeable when started with the same environment and job line."""
+        return json.dumps([task.combo, self.current.header(task.combo)], sort_keys=True)
+
+    def worth_helping(self, task: Task) -> bool:
+        """A second worker halves the work left but costs a start-up (or none if parked)."""
+        if self.parked.get(self.parking_key(task)):
+            return len(task.pending) > 1
+        startup = sum(self.startups) / len(self.startups) if self.startups else 5.0
+        return self.work_left(task) > 2 * startup + 1.0
+
+    def work_left(self, task: Task) -> float:
+        measured = [s for values in self.seconds.values() for s in values]
+        overall = sum(measured) / len(measured) if measured else FIRST_GUESS_SECONDS
+        total = 0.0
+        for job in task.pending:
+            known = self.seconds.get(job.unit.scenario.name)
+            total += sum(known) / len(known) if known else overall
+        return total
+
+    def start(self, task: Task) -> None:
+        task.running += 1
+        task.started += 1
+        self.busy += task.cores
+        thread = threading.Thread(target=self.serve, args=(task,), daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def release(self, task: Task) -> None:
+        task.running -= 1
+        self.busy -= task.cores
+        self.lock.notify_all()
+
+    def close(self) -> None:
+        """Close every parked worker."""
+        with self.lock:
+            parked, self.parked = self.parked, {}
+        close_all([child for children in parked.values() for child in children])
+
+    def __enter__(self) -> Pool:
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.close()
+
+    # --- one worker -----------------------------------------------------------------------
+
+    def serve(self, task: Task) -> None:
+        """A worker's thread: take jobs from the task's queue until it is empty or the
+        worker fails (a fresh worker then takes the rest)."""
+        hooks = self.current
+        with self.lock:
+            key = self.parking_key(task)
+            idle = self.parked.get(key)
+            child = idle.pop() if idle else None
+            if child is None:
+                environ, header = hooks.environ(task.combo), hooks.header(task.combo)
+        try:
+            if child is None:
+                child = Child(key, environ, header)
+            keep = self.work(task, child)
+        except BaseException:
+            if child is not None:
+                child.kill()
+            with self.lock:
+                self.release(task)
+            raise
+        with self.lock:
+            parked = keep and self.park and sum(map(len, self.parked.values())) < MAX_PARKED
+            if parked:
+                self.parked.setdefault(key, []).append(child)
+            self.release(task)
+        if keep and not parked:
+            child.close()
+
+    def work(self, task: Task, child: Child) -> bool:
+        """Run jobs in `child`; True when it is still healthy (its queue ran dry)."""
+        if child.effective is None:
+            failure = self.wait_ready(child)
+            if failure is not None:
+                self.fail(task, child, None, False, *failure)
+                return False
+        while True:
+            with self.lock:
+                if not task.pending:
+                    return True
+                job = task.pending.popleft()
+            if not child.send(job.message()):
+                self.fail(task, child, job, False, "crashed", child.exit_message())
+                return False
+            started, failure = self.run_job(task, child, job)
+            if failure is not None:
+                self.fail(task, child, job, started, *failure)
+                return False
+
+    def wait_ready(self, child: Child) -> tuple[str, str] | None:
+        deadline = time.monotonic() + STARTUP_GRACE
+        while True:
+            try:
+                event = child.event(deadline)
+            except queue.Empty:
+                child.kill()
+                return "crashed", f"worker did not start within {STARTUP_GRACE:.0f} s"
+            if event is None:
+                return "crashed", child.exit_message()
+            if event.get("event") == "fatal":
+                child.kill()
+                return "crashed", f"worker failed: {event.get('error')}"
+            if event.get("event") == "ready":
+                child.effective = dict(event.get("effective") or {})
+                with self.lock:
+                    self.startups.append(time.monotonic() - child.spawned)
+                    self.current.ready(event)
+                return None
+
+    def run_job(self, task: Task, child: Child, job: Job
+                ) -> tuple[bool, tuple[str, str] | None]:
+        """One job to its end: whether it started, and None when it finished, else
+        (status, message)."""
+        deadline = time.monotonic() + STARTUP_GRACE
+        timeout = self.current.timeout_of(job)
+        started = False
+        while True:
+            try:
+                event = child.event(deadline)
+            except queue.Empty:
+                child.kill()
+                if not started:
+                    return False, ("crashed", f"worker took no unit within {STARTUP_GRACE:.0f} s")
+                return True, ("timeout", f"no result within {timeout:g} s")
+            if event is None:
+                return started, ("crashed", child.exit_message())
+            kind = event.get("event")
+            if kind == "start":
+                started = True
+                deadline = time.monotonic() + timeout
+                with self.lock:
+                    self.current.started(job)
+            elif kind == "finish":
+                with self.lock:
+                    child.ran += 1
+                    task.finished += 1
+                    if job.trace_key is None:  # traced runs are slower: not a guide
+                        self.seconds.setdefault(job.unit.scenario.name, []).append(
+                            float(event.get("seconds") or 0.0))
+                    self.current.finished(job, event, child.effective or {})
+                return True, None
+            elif kind == "fatal":
+                child.kill()
+                return started, ("crashed", f"worker failed: {event.get('error')}")
+
+    def fail(self, task: Task, child: Child, job: Job | None, started: bool, status: str,
+             message: str) -> None:
+        """The job that was running failed. A worker that died before it ran anything
+        takes every job still queued for its task with it (a fresh one would fail the same
+        way), unless another worker of the task is at work."""
+        child.kill()
+        with contextlib.suppress(OSError, ValueError):
+            child.stderr.close()
+        with self.lock:
+            victims = [job] if job is not None else []
+            if child.ran == 0 and not started and status == "crashed" and task.running == 1:
+                victims += list(task.pending)
+                task.pending.clear()
+            for victim in victims:
+                self.current.failed(victim, status, message, child.effective or {})
+
+
+def close_all(children: list[Child]) -> None:
+    """Close workers at once, then wait for each: they exit side by side."""
+    for child in children:
+        child.close(wait=False)
+    for child in children:
+        child.reap()
+
+
+def package_environ(environ: dict[str, str]) -> dict[str, str]:
+    """`environ` with this very package importable first (installed or not)."""
+    package_root = str(Path(__file__).resolve().parent.parent)
+    environ = dict(environ)
+    environ["PYTHONPATH"] = os.pathsep.join(
+        [package_root] + [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return environ
