@@ -122,16 +122,19 @@ class Repro:
         except UserError as error:
             pytest.fail(f"repro.check: {error}", pytrace=False)
         seen = self.values[self.run]
-        again = sorted(set(flat) & set(seen))
+        again = [output for output in flat if output in seen]
         if again:
             pytest.fail(f"repro.check: output {again[0]!r} was already checked in this test "
                         "(give each call its own name=)", pytrace=False)
         described = describe_outputs(flat)
         seen.update(described)
         if self.store.options.records:
+            settings: dict[str, dict[str, str]] = {}  # read once per device and call
             for output, tensor in flat.items():
                 device = tensor.device.type
-                self.places.setdefault(output, (device, self.store.settings(device)))
+                if device not in settings:
+                    settings[device] = self.store.settings(device)
+                self.places.setdefault(output, (device, settings[device]))
         return {output: values["digest"] for output, values in described.items()}
 
     # --- the end of the test (called by the wrapper of the test function) ----------------
