@@ -45,15 +45,38 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also store every output's full values under DIR/tensors/ "
                           "(exact distances in the report)")
     run.add_argument("--trace", action="store_true",
-                     help="also run each unit once more with every op recorded, beside the "
+                     help="after the audit, run each unit whose outputs differ along this "
+                          "run's settings once more with every op recorded, beside the "
                           "results (<results>.traces.jsonl.gz): the report then says where a "
-                          "differing output first diverges")
+                          "differing output first diverges (see also `trace --for`)")
+    run.add_argument("--trace-all", action="store_true",
+                     help="like --trace, but trace every unit, differing or not")
+    run.add_argument("--jobs", metavar="N",
+                     help="cores to keep busy: one-thread settings combinations run side by "
+                          "side, those using all cores alone (default: every core here)")
     run.add_argument("--resume", action="store_true",
                      help="keep the rows of an interrupted run and run only what is missing")
+
+    trace = commands.add_parser(
+        "trace", help="trace this environment's units that differ from other results files")
+    trace.add_argument("--for", dest="paths", nargs="+", required=True, metavar="RESULTS",
+                       help="results files, folders or globs: this environment's and those "
+                            "it is compared with (e.g. results/)")
+    trace.add_argument("--matrix", help="matrix file (its scenario files and timeout)")
+    trace.add_argument("--scenarios", action="append", default=[], metavar="FILE.py",
+                       help="a file of your own scenarios the results came from (repeatable)")
+    trace.add_argument("--timeout", type=float, help="seconds per traced unit")
+    trace.add_argument("--jobs", metavar="N", help="cores to keep busy (default: every core)")
 
     report = commands.add_parser("report", help="merge results files into a markdown report")
     report.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
     report.add_argument("--out", default="reports", help="folder for README.md")
+
+    keep = commands.add_parser(
+        "keep", help="add results files to the kept ones a published report merges "
+                     "(one per machine and torch version)")
+    keep.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
+    keep.add_argument("--to", default="reports/results", help="folder of kept results")
 
     commands.add_parser("list", help="print the scenarios: name, then description")
     listing = commands.choices["list"]
@@ -87,10 +110,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def check_out_folder(out: str) -> None:
+def check_out_folder(out: str, flag: str = "--out") -> None:
     """`--out` names a folder to write into: an existing file there is a user error."""
     if Path(out).exists() and not Path(out).is_dir():
-        raise UserError(f"--out {out}: not a folder")
+        raise UserError(f"{flag} {out}: not a folder")
 
 
 def command_run(args: argparse.Namespace) -> int:
@@ -103,12 +126,38 @@ def command_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_trace(args: argparse.Namespace) -> int:
+    from audit.retrace import TraceOptions, retrace
+    from audit.run import parse_jobs
+
+    options = TraceOptions(paths=list(args.paths), jobs=parse_jobs(args.jobs),
+                           timeout=args.timeout)
+    if args.matrix:
+        from audit import matrix as matrix_module
+
+        loaded = matrix_module.load(args.matrix)
+        options.scenario_files = list(loaded.scenario_files)
+        options.timeout = options.timeout or loaded.timeout
+    options.scenario_files += [str(Path(path).resolve()) for path in args.scenarios]
+    print(retrace(options))
+    return 0
+
+
 def command_report(args: argparse.Namespace) -> int:
     from audit.report import write_report
 
     check_out_folder(args.out)
     path = write_report(args.paths, Path(args.out))
     print(f"wrote {path}")
+    return 0
+
+
+def command_keep(args: argparse.Namespace) -> int:
+    from audit.kept import keep
+
+    check_out_folder(args.to, "--to")
+    for line in keep(args.paths, Path(args.to)):
+        print(line)
     return 0
 
 
@@ -163,6 +212,7 @@ def command_diff(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Any] = {
     "run": command_run, "report": command_report, "list": command_list, "env": command_env,
     "baseline": command_baseline, "diff": command_diff, "changelog": command_changelog,
+    "keep": command_keep, "trace": command_trace,
 }
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 from audit.errors import UserError
 from audit.results import ROW, dumps, make_header, unit_key, write_atomic
+from audit.trace_needs import Source
 
 DEFAULT_DEVICES = ("cpu", "cuda", "mps")
 
@@ -29,12 +30,15 @@ class RunOptions:
     select: list[str] = field(default_factory=list)
     scenario_files: list[str] = field(default_factory=list)
     settings: dict[str, list[str]] = field(default_factory=dict)
+    also: list[dict[str, list[str]]] = field(default_factory=list)  # [[settings.also]]
     devices: list[str] = field(default_factory=lambda: list(DEFAULT_DEVICES))
     timeout: float = 300.0
     out: Path = Path("results")
     resume: bool = False
     keep_tensors: bool = False
     trace: bool = False  # --trace: op traces beside the results (<name>.traces.jsonl.gz)
+    trace_all: bool = False  # --trace-all: every unit traced, not only those that differ
+    jobs: int | None = None  # --jobs: cores to keep busy (None: all this process may use)
     shard: tuple[int, int] | None = None  # (i, n), 1-based
 
     @classmethod
@@ -46,12 +50,15 @@ class RunOptions:
 
         options = cls(out=Path(args.out), resume=bool(getattr(args, "resume", False)),
                       keep_tensors=bool(getattr(args, "keep_tensors", False)),
-                      trace=bool(getattr(args, "trace", False)))
+                      trace=bool(getattr(args, "trace", False)),
+                      trace_all=bool(getattr(args, "trace_all", False)),
+                      jobs=parse_jobs(getattr(args, "jobs", None)))
         if args.matrix:
             loaded = matrix_module.load(args.matrix)
             options.select = list(loaded.select)
             options.scenario_files = list(loaded.scenario_files)
             options.settings = dict(loaded.settings)
+            options.also = [dict(product) for product in loaded.also]
             options.devices = list(loaded.devices)
             options.timeout = loaded.timeout
             options.trace = options.trace or loaded.trace
@@ -65,6 +72,7 @@ class RunOptions:
                 if device not in KNOWN_DEVICES:
                     raise UserError(f"--devices: unknown device {device!r} "
                                     f"(known: {', '.join(KNOWN_DEVICES)})")
+        options.trace = options.trace or options.trace_all
         if getattr(args, "shard", None):
             options.shard = parse_shard(args.shard)
         if args.timeout is not None:
@@ -73,6 +81,16 @@ class RunOptions:
                     f"--timeout must be a positive number of seconds, not {args.timeout!r}")
             options.timeout = args.timeout
         return options
+
+
+def parse_jobs(value: Any) -> int | None:
+    """`--jobs N`: a positive number of cores; None (absent) means all of them."""
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not (text.isascii() and text.isdigit() and 0 < int(text) <= 4096):
+        raise UserError(f"--jobs {value!r}: expected a positive number of cores, e.g. --jobs 2")
+    return int(text)
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -129,6 +147,7 @@ def run_audit(options: RunOptions) -> str:
 
     from audit.devices import device_status
     from audit.environment import collect, env_id
+    from audit.pool import Pool
     from audit.progress import Progress
     from audit.runner import Plan, Runner
     from audit.scenarios import registry
@@ -154,10 +173,12 @@ def run_audit(options: RunOptions) -> str:
         journal.unlink(missing_ok=True)
         trace_journal.unlink(missing_ok=True)
     done = {row_unit_key(row) for row in previous}
-    plan = Plan(scenarios=scenarios, devices=options.devices, settings=options.settings,
-                scenario_files=options.scenario_files, timeout=options.timeout,
-                keep_tensors=str((out / "tensors").resolve()) if options.keep_tensors else None,
-                trace=options.trace)
+    plans = [Plan(scenarios=scenarios, devices=options.devices, settings=settings,
+                  scenario_files=options.scenario_files, timeout=options.timeout,
+                  keep_tensors=(str((out / "tensors").resolve()) if options.keep_tensors
+                                else None),
+                  trace=options.trace)
+             for settings in [options.settings, *options.also]]
     device_reasons = {device: device_status(device) for device in options.devices}
     progress = Progress()
     with open(journal, "a", encoding="utf-8", newline="\n") as stream, \
@@ -173,13 +194,27 @@ def run_audit(options: RunOptions) -> str:
             traces.write(json.dumps({"key": key, **trace}, sort_keys=True) + "\n")
             traces.flush()
 
-        runner = Runner(plan, identity, torch.__version__, progress=progress,
-                        on_rows=journal_rows, skip=done,
-                        on_trace=journal_trace if options.trace else None)
-        rows = previous + runner.run(device_reasons)
+        rows = list(previous)
+        # One pool for every product and the trace pass: workers run side by side where
+        # the cores allow, and those kept idle after the audit serve the trace pass.
+        with Pool(options.jobs, park=options.trace) as pool:
+            runners = []
+            for plan in plans:  # the main product, then each [[settings.also]] one
+                runner = Runner(plan, identity, torch.__version__, progress=progress,
+                                on_rows=journal_rows, skip=done,
+                                on_trace=journal_trace if options.trace else None, pool=pool)
+                produced = runner.run(device_reasons)
+                done |= runner.planned  # a unit of two products runs once
+                rows += produced
+                runners.append(runner)
+            if options.trace:
+                before = set(read_traces(trace_journal)) if options.resume else set()
+                trace_pass(runners, Source(final.name, environment, rows), before,
+                           options.trace_all, device_reasons)
     progress.close()
     header = make_header(environment, identity, devices={d: r for d, r in device_reasons.items()},
                          selection=[s.name for s in scenarios], settings=options.settings,
+                         **({"also": list(options.also)} if options.also else {}),
                          references={s.name: s.references for s in scenarios if s.references})
     write_atomic(final, header, sorted(rows, key=_row_order))
     traced_units = read_traces(trace_journal) if trace_journal.exists() else {}
@@ -194,6 +229,27 @@ def run_audit(options: RunOptions) -> str:
                    if traced_units else "")
     return (f"wrote {len(rows)} rows to {final} ({parts}; {not_repeatable} not repeatable "
             f"run to run{traced_note})")
+
+
+def trace_pass(runners: list[Any], source: Source, traced: set[str], every: bool,
+               device_reasons: dict[str, str | None]) -> int:
+    """Trace the units of `source` whose outputs differ along its own axes (every unit with
+    a value when `every`), except those in `traced`; returns how many were traced.
+
+    A pass of its own after the audit: the traced run is never one of the audited two.
+    Differences across torch versions and machines are known only once results are
+    merged: `repro-audit trace --for` (audit.retrace) traces those.
+    """
+    from audit import trace_needs
+
+    cells = trace_needs.every_cell([source]) if every else trace_needs.differing([source])
+    remaining = trace_needs.wanted(cells, source.name, traced)
+    count = 0
+    for runner in runners:  # each product traces the units it planned
+        mine = {key: remaining.pop(key) for key in list(remaining) if key in runner.by_key}
+        if mine:
+            count += runner.trace(mine, device_reasons)
+    return count
 
 
 def _row_order(row: dict[str, Any]) -> str:

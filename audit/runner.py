@@ -1,29 +1,24 @@
-"""The parent of a run: plans units, starts one worker per process-settings combination.
+"""The parent of a run: plans units and hands them to workers, one process combination each.
 
 A unit is (scenario, device, run-settings combination). Units that cannot run here (device
 absent, torch too old, optional package missing) become `unavailable` rows without
-starting anything. The rest go to `audit.worker` children; a unit that outlives its timeout
-becomes `timeout`, one whose child dies becomes `crashed`, and a fresh child takes the
-remaining units, so one bad scenario never costs the results of the others.
+starting anything. The rest go to `audit.worker` children (audit.pool: as many side by
+side as the cores allow); a unit that outlives its timeout becomes `timeout`, one whose
+child dies becomes `crashed`, and a fresh child takes the remaining units, so one bad
+scenario never costs the results of the others. `Runner.trace` runs chosen units once
+more under the op recorder, in a pass of its own after the audit.
 """
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
-import json
 import os
-import queue
-import subprocess
-import sys
-import tempfile
-import threading
-import time
+from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from audit.compat import version_at_least
+from audit.pool import Hooks, Job, Pool, Task, combo_key, cores_of, package_environ
 from audit.results import make_row, unit_key
 from audit.scenarios.registry import Scenario
 from audit.settings import (
@@ -34,10 +29,10 @@ from audit.settings import (
     combinations,
     for_device,
     process_environ,
+    with_unset_values,
 )
 
 DEFAULT_TIMEOUT = 300.0
-STARTUP_GRACE = 120.0  # seconds a child may take to import torch and load scenarios
 
 
 @dataclass
@@ -50,7 +45,8 @@ class Plan:
     scenario_files: list[str] = field(default_factory=list)
     timeout: float = DEFAULT_TIMEOUT
     keep_tensors: str | None = None  # folder for full output bytes (exact distances)
-    trace: bool = False  # run each unit a third time, every op recorded (audit.trace)
+    trace: bool = False  # a trace pass follows the audit (Runner.trace): keep workers
+    jobs: int | None = None  # cores to keep busy (None: all this process may use)
 
 
 @dataclass
@@ -97,7 +93,8 @@ class Runner:
                  progress: Callable[[int, int, str], None] | None = None,
                  on_rows: Callable[[list[dict[str, Any]]], None] | None = None,
                  skip: set[str] | None = None,
-                 on_trace: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+                 on_trace: Callable[[str, dict[str, Any]], None] | None = None,
+                 pool: Pool | None = None) -> None:
         self.plan = plan
         self.on_trace = on_trace or (lambda key, trace: None)
         self.skip = skip or set()  # unit keys already done (audit.results.unit_key)
@@ -109,6 +106,12 @@ class Runner:
         self.done = 0
         self.total = 0
         self.missing: dict[str, str] = {}  # setting -> why its library is absent (workers)
+        self.by_key: dict[str, tuple[dict[str, str], Unit]] = {}  # planned, runnable units
+        self.collected: list[dict[str, Any]] = []  # rows of the pass running now
+        self.traced = 0
+        # Workers: the caller's pool (shared by several runners of one run), or one's own.
+        self.own_pool = pool is None
+        self.pool = pool if pool is not None else Pool(plan.jobs, park=plan.trace)
 
     # --- planning ------------------------------------------------------------------------
 
@@ -124,19 +127,24 @@ class Runner:
                 for run_combo in run_combos:
                     applied = for_device({**process_combo, **run_combo}, device)
                     key = unit_key(scenario.name, device, applied)
-                    if key in self.planned or key in self.skip:
-                        # settings for another device collapse to n/a: run once
+                    if key in self.planned:  # settings for another device collapse to n/a
                         continue
                     self.planned.add(key)
                     reason = unavailable_reason(scenario, device, device_reasons,
                                                 self.torch_version)
                     if reason:
-                        rows.append(self.row(scenario.name, device, applied, requested=applied,
-                                             status="unavailable", error=reason))
+                        if key not in self.skip:
+                            rows.append(self.row(scenario.name, device,
+                                                 with_unset_values(applied, device),
+                                                 requested=applied, status="unavailable",
+                                                 error=reason))
                         continue
                     run_only = {name: applied[name] for name in run_combo}
-                    units.append(Unit(next_id, scenario, device, run_only, applied))
+                    unit = Unit(next_id, scenario, device, run_only, applied)
                     next_id += 1
+                    self.by_key[key] = (process_combo, unit)  # done ones too: for traces
+                    if key not in self.skip:
+                        units.append(unit)
         return units, rows
 
     def row(self, scenario: str, device: str, settings: dict[str, str], **values: Any
@@ -147,131 +155,105 @@ class Runner:
     # --- execution -----------------------------------------------------------------------
 
     def run(self, device_reasons: dict[str, str | None]) -> list[dict[str, Any]]:
+        """Every planned unit, run twice each (the audit), side by side where the cores allow
+        (audit.pool); returns the rows, those of units that cannot run here included."""
         process_combos = list(combinations(self.plan.settings, PROCESS)) or [{}]
-        planned = []
+        tasks = []
         next_id = 0
         all_rows: list[dict[str, Any]] = []
         for combo in process_combos:
             units, rows = self.plan_units(combo, device_reasons, next_id)
             next_id += len(units)
-            planned.append((combo, units))
+            tasks.append(Task(combo, deque(Job(unit) for unit in units),
+                              cores_of(combo, self.pool.jobs)))
             all_rows.extend(rows)
         self.on_rows(all_rows)
-        self.total = sum(len(units) for _, units in planned)
-        for combo, units in planned:
-            all_rows.extend(self.run_combo(combo, units))
+        self.total = sum(len(task.pending) for task in tasks)
+        self.collected = all_rows
+        self.pool.run(tasks, self.hooks())
+        if not self.plan.trace and self.own_pool:
+            self.pool.close()
         return all_rows
 
-    def run_combo(self, combo: dict[str, str], units: list[Unit]) -> list[dict[str, Any]]:
-        """All units of one process combination, restarting children after crashes."""
-        rows: list[dict[str, Any]] = []
-        remaining = list(units)
-        while remaining:
-            finished, failed_rows, remaining = self.run_child(combo, remaining)
-            rows.extend(finished)
-            rows.extend(failed_rows)
-        return rows
+    def trace(self, wanted: dict[str, str], device_reasons: dict[str, str | None]) -> int:
+        """A traced run of each unit in `wanted` ({unit key as requested: trace key}), in
+        workers of the unit's process combination: a pass of its own after the audit, so a
+        traced run is never one of the two audited ones. Traces go to `on_trace`; units
+        this plan does not know are left out. Returns the number of units traced."""
+        self.runnable(device_reasons)
+        tasks: dict[str, Task] = {}
+        for key, trace_key in sorted(wanted.items()):
+            if key not in self.by_key:
+                continue
+            combo, unit = self.by_key[key]
+            task = tasks.setdefault(combo_key(combo), Task(combo, deque(),
+                                                           cores_of(combo, self.pool.jobs)))
+            task.pending.append(Job(unit, trace_key))
+        self.done, self.total = 0, sum(len(task.pending) for task in tasks.values())
+        self.traced = 0
+        self.pool.run(list(tasks.values()), self.hooks())
+        return self.traced
 
-    def run_child(self, combo: dict[str, str], units: list[Unit]
-                  ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Unit]]:
-        """Run units in one child until all finish or the child dies or hangs.
+    def runnable(self, device_reasons: dict[str, str | None]) -> set[str]:
+        """Keys of the units this plan can run here (planned now unless `run` did)."""
+        if not self.by_key:
+            for combo in list(combinations(self.plan.settings, PROCESS)) or [{}]:
+                self.plan_units(combo, device_reasons, len(self.by_key))
+        return set(self.by_key)
 
-        Returns (rows of finished units, rows of the unit that crashed or timed out,
-        units still to run).
-        """
-        environ = dict(os.environ)
-        # The child must import this very package, installed or not.
-        package_root = str(Path(__file__).resolve().parent.parent)
-        environ["PYTHONPATH"] = os.pathsep.join(
-            [package_root] + [p for p in environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    def close(self) -> None:
+        """Close the workers kept for a trace pass (those of its own pool)."""
+        if self.own_pool:
+            self.pool.close()
+
+    # --- what the pool calls back (under its lock) ---------------------------------------
+
+    def hooks(self) -> Hooks:
+        return Hooks(environ=self.child_environ, header=self.child_header,
+                     started=self.started, finished=self.finished, failed=self.failed,
+                     ready=self.ready, timeout_of=lambda job: self.timeout_of(job.unit))
+
+    def child_environ(self, combo: dict[str, str]) -> dict[str, str]:
+        environ = package_environ(dict(os.environ))  # the child imports this very package
         for name, value in process_environ(combo).items():
             if value is None:
                 environ.pop(name, None)
             else:
                 environ[name] = value
-        job = {"units": [unit.job() for unit in units], "scenario_files": self.plan.scenario_files,
-               "process_settings": combo, "keep_tensors": self.plan.keep_tensors,
-               "trace": self.plan.trace}
-        by_id = {unit.id: unit for unit in units}
-        stderr_file = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115 - closed after wait()
-        child = subprocess.Popen(
-            [sys.executable, "-m", "audit.worker"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=stderr_file, env=environ,
-        )
-        assert child.stdin is not None and child.stdout is not None
-        child.stdin.write(json.dumps(job).encode())
-        child.stdin.close()
-        events: queue.Queue[dict[str, Any] | None] = queue.Queue()
-        reader = threading.Thread(target=_read_events, args=(child.stdout, events), daemon=True)
-        reader.start()
+        return environ
 
-        rows: list[dict[str, Any]] = []
-        pending = list(units)
-        effective: dict[str, str] = {}
-        current: Unit | None = None
-        deadline = time.monotonic() + STARTUP_GRACE
-        failure: tuple[str, str] | None = None
-        while True:
-            try:
-                event = events.get(timeout=max(0.01, deadline - time.monotonic()))
-            except queue.Empty:
-                if current is None:
-                    failure = ("crashed", f"worker did not start within {STARTUP_GRACE:.0f} s")
-                else:
-                    failure = ("timeout", f"no result within {self.timeout_of(current):g} s")
-                _kill(child)
-                break
-            if event is None:  # the child closed its output: done or dead
-                break
-            kind = event.get("event")
-            if kind == "ready":
-                effective = event["effective"]
-                self.missing.update(event.get("missing") or {})
-            elif kind == "start":
-                current = by_id[event["unit"]]
-                deadline = time.monotonic() + self.timeout_of(current)
-                self.progress(self.done, self.total, f"{current.scenario.name} [{current.device}]")
-            elif kind == "finish":
-                unit = by_id[event["unit"]]
-                unit_effective = {**effective, **(event.get("effective") or {})}
-                finished = self.finish_rows(unit, event["rows"], unit_effective,
-                                            event["seconds"])
-                if isinstance(event.get("trace"), dict):
-                    settings, _ = self.settings_in_effect(unit, unit_effective)
-                    self.on_trace(unit_key(unit.scenario.name, unit.device, settings),
-                                  event["trace"])
-                rows.extend(finished)
-                self.on_rows(finished)
-                pending.remove(unit)
-                current = None
-                self.done += 1
-                deadline = time.monotonic() + STARTUP_GRACE
-            elif kind == "fatal":
-                failure = ("crashed", f"worker failed: {event.get('error')}")
-        code = child.wait()
-        stderr_file.seek(0)
-        stderr_tail = stderr_file.read()[-2000:].decode("utf-8", "replace").strip()
-        stderr_file.close()
-        if failure is None and pending:
-            last_line = stderr_tail.splitlines()[-1] if stderr_tail else ""
-            failure = ("crashed", f"worker exited with code {code}"
-                       + (f": {last_line}" if last_line else ""))
-        if not pending:
-            return rows, [], []
-        assert failure is not None
-        status, message = failure
-        victim = current if current is not None else pending[0]
-        if current is None and status == "crashed" and not rows:
-            # The child died before running anything: every pending unit shares its fate.
-            failed = [self.unit_row(unit, effective, status=status, error=message)
-                      for unit in pending]
-            self.on_rows(failed)
-            self.done += len(pending)
-            return rows, failed, []
-        failed = [self.unit_row(victim, effective, status=status, error=message)]
-        self.on_rows(failed)
+    def child_header(self, combo: dict[str, str]) -> dict[str, Any]:
+        return {"scenario_files": self.plan.scenario_files, "process_settings": combo,
+                "keep_tensors": self.plan.keep_tensors}
+
+    def ready(self, event: dict[str, Any]) -> None:
+        self.missing.update(event.get("missing") or {})
+
+    def started(self, job: Job) -> None:
+        what = "trace " if job.trace_key is not None else ""
+        self.progress(self.done, self.total,
+                      f"{what}{job.unit.scenario.name} [{job.unit.device}]")
+
+    def finished(self, job: Job, event: dict[str, Any], effective: dict[str, str]) -> None:
         self.done += 1
-        return rows, failed, [unit for unit in pending if unit is not victim]
+        if job.trace_key is not None:
+            if isinstance(event.get("trace"), dict):
+                self.on_trace(job.trace_key, event["trace"])
+                self.traced += 1
+            return
+        unit = job.unit
+        unit_effective = {**effective, **(event.get("effective") or {})}
+        finished = self.finish_rows(unit, event["rows"], unit_effective, event["seconds"])
+        self.collected.extend(finished)
+        self.on_rows(finished)
+
+    def failed(self, job: Job, status: str, message: str, effective: dict[str, str]) -> None:
+        self.done += 1
+        if job.trace_key is not None:  # no trace: the audited rows stand without one
+            return
+        failed = [self.unit_row(job.unit, effective, status=status, error=message)]
+        self.collected.extend(failed)
+        self.on_rows(failed)
 
     def timeout_of(self, unit: Unit) -> float:
         return unit.scenario.timeout or self.plan.timeout
@@ -328,18 +310,3 @@ class Runner:
         return [self.row(unit.scenario.name, unit.device, settings, requested=unit.settings,
                          seconds=seconds, **partial)
                 for partial in partial_rows]
-
-
-def _read_events(stream: Any, events: queue.Queue[dict[str, Any] | None]) -> None:
-    for line in stream:
-        try:
-            events.put(json.loads(line))
-        except ValueError:
-            continue  # not a protocol line: ignore
-    events.put(None)
-
-
-def _kill(child: subprocess.Popen[bytes]) -> None:
-    child.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        child.wait(timeout=30)

@@ -1,10 +1,12 @@
 """The child process: runs scenario units under one process-settings combination.
 
 The parent (`audit.runner`) starts `python -m audit.worker` with the process settings in
-its environment and a job (JSON) on stdin. The worker answers on its original stdout, one
-JSON event per line; whatever scenarios print goes to stderr instead. Each unit is run
-twice, each time after scrambling every global RNG with fresh entropy, so a scenario that
-forgets to seed shows up as not repeatable instead of passing by luck.
+its environment and a job (one JSON line) on stdin, then units one JSON line each as it
+frees up. The worker answers on its original stdout, one JSON event per line; whatever
+scenarios print goes to stderr instead. Each unit is run twice, each time after
+scrambling every global RNG with fresh entropy, so a scenario that forgets to seed shows
+up as not repeatable instead of passing by luck. A `trace_only` unit is run once more
+under the op recorder (audit.trace), in a pass after the audited runs.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Callable, TextIO
+from typing import Any, Callable, Iterable, TextIO
 
 # Words torch uses when an op has no deterministic implementation and determinism is on.
 DETERMINISM_MARKERS = ("does not have a deterministic implementation", "deterministic algorithm")
@@ -103,7 +105,8 @@ class Worker:
     def __init__(self, job: dict[str, Any], protocol: TextIO) -> None:
         self.job = job
         self.protocol = protocol
-        self.trace: Any = None  # the op trace of the unit being run (job["trace"])
+        self.trace: Any = None  # the op trace of the unit being run (a trace_only unit)
+        self.more: Iterable[str] = ()  # further units, one JSON line each (main: stdin)
         self.run_effective: dict[str, str] = {}  # run settings in effect for that unit
 
     def emit(self, event: str, **payload: Any) -> None:
@@ -125,7 +128,7 @@ class Worker:
             registry.load_file(path)
         scenarios = registry.all_scenarios()
         self.emit("ready", effective=effective, missing=missing)
-        for unit in self.job["units"]:
+        for unit in self.units():
             self.emit("start", unit=unit["id"])
             started = time.perf_counter()
             self.trace = None
@@ -134,6 +137,16 @@ class Worker:
             extra = {"trace": self.trace.to_json()} if self.trace is not None else {}
             self.emit("finish", unit=unit["id"], rows=rows, effective=self.run_effective,
                       seconds=round(time.perf_counter() - started, 6), **extra)
+
+    def units(self) -> Any:
+        """The job's units, then one unit per line of `self.more` until it closes: the
+        parent hands out units as workers free up (audit.pool), so one worker per process
+        combination serves every run-settings combination, and a second one can share the
+        same queue."""
+        yield from self.job.get("units", [])
+        for line in self.more:
+            if line.strip():
+                yield json.loads(line)
 
     def apply_threads(self) -> None:
         import torch
@@ -163,6 +176,9 @@ class Worker:
                     raise Unavailable(f"{name}={value} did not take effect "
                                       f"(torch reports {self.run_effective[name]})")
             context = Context(device=unit["device"], settings=dict(unit["settings"]))
+            if unit.get("trace_only"):  # a traced run alone, never one of the audited two
+                self.trace = self.traced_run(scenario, context)
+                return []
             first = run_once(scenario.function, context, scenario.name)
             try:
                 second = run_once(scenario.function, context, scenario.name)
@@ -170,8 +186,6 @@ class Worker:
                 second, second_error = None, _describe(error)
             else:
                 second_error = None
-            if self.job.get("trace"):
-                self.trace = self.traced_run(scenario, context)
             return self.rows_for(first, second, second_error, self.job.get("keep_tensors"))
         except Unavailable as reason:
             return [{"output": None, "status": "unavailable", "error": str(reason)}]
@@ -235,14 +249,20 @@ def main() -> None:
     """Entry point of the child: job on stdin, events on the original stdout."""
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # scenario prints go to stderr
-    job = json.load(sys.stdin)
+    job = json.loads(sys.stdin.readline())  # the job; then units, one per line (Worker.units)
     worker = Worker(job, protocol)
+    worker.more = sys.stdin
     try:
         worker.run()
     except Exception as error:  # noqa: BLE001 - reported to the parent, which decides
         worker.emit("fatal", error=_describe(error))
         sys.exit(3)
     worker.emit("done")
+    # Everything is said and written: skip the interpreter's teardown, which takes seconds
+    # once torch (and what a scenario pulled in, such as torch._inductor) is imported.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":

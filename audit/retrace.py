@@ -1,0 +1,152 @@
+"""`repro-audit trace --for RESULTS...`: op traces this environment lacks, once results merge.
+
+`run --trace` traces, right after its audit, the units whose outputs differ along the run's
+own settings. Whether an output differs across torch versions or machines is known only
+once their results files meet. This command reads them all, finds the units of this
+interpreter's environment that sit on either side of a differing comparison (the way the
+report pairs cells, audit.trace_needs) and have no trace yet, runs each once more under the
+op recorder, in workers of its process-settings combination (audit.runner.Runner.trace),
+and adds the traces to the environment's traces file. Run it under each torch version
+(nox's `trace` session does) before `repro-audit report`.
+
+Results of other environments are only read. Finding the work needs no torch: when this
+environment has nothing left to trace, the command ends without importing it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from audit.errors import UserError
+from audit.results import ResultsFile, read_all
+from audit.trace_needs import Cell, Source, differing, wanted
+
+# What a results file's environment must share with this interpreter to possibly be its
+# own (the env-id, which needs torch, decides among those).
+HOST_KEYS = ("python", "os", "machine", "platform")
+
+
+@dataclass
+class TraceOptions:
+    paths: list[str]
+    scenario_files: list[str] = field(default_factory=list)
+    timeout: float | None = None
+    jobs: int | None = None
+
+
+def plausibly_here(environment: dict[str, Any]) -> bool:
+    """Whether results with this environment may be this interpreter's, without torch."""
+    from audit.environment import host
+
+    here = host()
+    if any(environment.get(key) != here.get(key) for key in HOST_KEYS):
+        return False
+    try:
+        installed = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return True  # torch from elsewhere (a source build on the path): the env-id decides
+    return str(environment.get("torch", "")).split("+")[0] == installed.split("+")[0]
+
+
+def missing_traces(files: list[ResultsFile], cells: set[Cell]) -> dict[str, dict[str, str]]:
+    """For each file that may be this environment's: {unit key: trace key} it lacks."""
+    from audit.trace import read_traces, traces_path
+
+    found = {}
+    for item in files:
+        if not plausibly_here(item.header.get("environment", {})):
+            continue
+        path = traces_path(item.path)
+        done = read_traces(path) if path.is_file() else {}
+        need = wanted(cells, str(item.path), done)
+        if need:
+            found[str(item.path)] = need
+    return found
+
+
+def retrace(options: TraceOptions) -> str:
+    """Trace what this environment lacks; returns a one-line summary."""
+    files = read_all(options.paths)
+    sources = [Source(str(item.path), item.header.get("environment", {}), item.rows)
+               for item in files]
+    cells = differing(sources)
+    missing = missing_traces(files, cells)
+    if not missing:
+        return (f"nothing to trace here: {len(files)} results files, every differing unit "
+                f"of this environment already traced")
+    from audit.environment import collect, env_id
+
+    identity = env_id(collect())
+    own = [item for item in files if item.header.get("env_id") == identity]
+    if not own:
+        raise UserError(f"{', '.join(options.paths)}: no results of this environment "
+                        f"(env-id {identity}): run `repro-audit run` here first")
+    traced = needed = 0
+    for item in own:
+        need = missing.get(str(item.path), {})
+        needed += len(need)
+        if need:
+            traced += trace_file(item, need, options)
+    return (f"traced {traced} of {needed} units of env-id {identity} that differ from the "
+            f"{len(files)} results files given")
+
+
+def trace_file(item: ResultsFile, need: dict[str, str], options: TraceOptions) -> int:
+    """Run the units of one results file that `need` names, traced; add their traces."""
+    import warnings
+
+    import torch
+
+    from audit.devices import device_status
+    from audit.pool import Pool
+    from audit.progress import Progress
+    from audit.runner import DEFAULT_TIMEOUT, Plan, Runner
+    from audit.scenarios import registry
+    from audit.trace import Trace, read_traces, traces_path, write_traces
+
+    registry.load_builtin()
+    for path in options.scenario_files:
+        registry.load_file(path)
+    known = registry.all_scenarios()
+    header = item.header
+    selection = [name for name in header.get("selection", []) if name in known]
+    lost = sorted(set(header.get("selection", [])) - set(known))
+    if lost:
+        warnings.warn(f"{item.path}: scenarios not loaded here, not traced: "
+                      f"{', '.join(lost[:5])}{' ...' if len(lost) > 5 else ''} "
+                      "(pass their files with --scenarios)", stacklevel=2)
+    devices = list(header.get("devices") or {"cpu": None})
+    device_reasons = {device: device_status(device) for device in devices}
+    products = [dict(header.get("settings") or {}), *[dict(p) for p in header.get("also", [])]]
+    new: dict[str, Trace] = {}
+
+    def keep(key: str, trace: dict[str, Any]) -> None:
+        new[key] = Trace.from_json(trace)
+
+    progress = Progress()
+    remaining = dict(need)
+    try:
+        with Pool(options.jobs, park=True) as pool:
+            for settings in products:
+                plan = Plan(scenarios=[known[name] for name in selection], devices=devices,
+                            settings=settings, scenario_files=options.scenario_files,
+                            timeout=options.timeout or DEFAULT_TIMEOUT, trace=True)
+                runner = Runner(plan, str(header.get("env_id")), torch.__version__,
+                                progress=progress, on_trace=keep, pool=pool)
+                planned = runner.runnable(device_reasons)  # this product's units
+                mine = {key: trace for key, trace in remaining.items() if key in planned}
+                for key in mine:
+                    remaining.pop(key)
+                if mine:
+                    runner.trace(mine, device_reasons)
+    finally:
+        progress.close()
+        if new:
+            path = traces_path(Path(item.path))
+            merged = read_traces(path) if path.is_file() else {}
+            merged.update(new)
+            write_traces(path, merged)
+    return len(new)
