@@ -155,6 +155,30 @@ def _onednn_missing() -> str | None:
 
 # --- run settings -----------------------------------------------------------------------
 
+def _use_deterministic_algorithms(mode: bool, warn_only: bool = False) -> None:
+    """`torch.use_deterministic_algorithms`, without importing torch._inductor for it.
+
+    From torch 2.1 on it imports `torch._inductor.config` (1.2 s in every worker) to set
+    inductor's `deterministic` flag. Until something imports that module, the flag is
+    handed over as the variable the module reads when it is imported; once it is
+    imported, torch's own call sets it. The ATen flag is set the same way either way.
+    """
+    import os
+    import sys
+
+    import torch
+
+    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
+    if "torch._inductor.config" in sys.modules or setter is None:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+        return
+    if mode:
+        os.environ["TORCHINDUCTOR_DETERMINISTIC"] = "1"
+    else:
+        os.environ.pop("TORCHINDUCTOR_DETERMINISTIC", None)
+    setter(mode, warn_only=warn_only)
+
+
 def _apply_deterministic(value: str) -> Callable[[], None]:
     import torch
 
@@ -162,15 +186,15 @@ def _apply_deterministic(value: str) -> Callable[[], None]:
     warn_getter = getattr(torch, "is_deterministic_algorithms_warn_only_enabled", lambda: False)
     before_warn = warn_getter()
     if value == "warn-only":
-        torch.use_deterministic_algorithms(True, warn_only=True)
+        _use_deterministic_algorithms(True, warn_only=True)
     else:
-        torch.use_deterministic_algorithms(value == "on")
+        _use_deterministic_algorithms(value == "on")
 
     def restore() -> None:
         if before_warn:
-            torch.use_deterministic_algorithms(before, warn_only=True)
+            _use_deterministic_algorithms(before, warn_only=True)
         else:
-            torch.use_deterministic_algorithms(before)
+            _use_deterministic_algorithms(before)
 
     return restore
 
