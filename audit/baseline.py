@@ -22,9 +22,9 @@ from typing import Any, Iterable, Iterator
 from audit.atomic import write_text
 from audit.distance import Distance, distance
 from audit.errors import UserError
-from audit.settings import NOT_APPLICABLE, unset_value, with_unset_values
 from audit.results import ResultsFile, read_all
 from audit.sample import Sample
+from audit.settings import NOT_APPLICABLE, unset_value, with_unset_values
 
 FORMAT = "repro-audit/baseline"
 SCHEMA = 1
@@ -140,7 +140,8 @@ class Key:
 
     @classmethod
     def of(cls, row: dict[str, Any], env_id: str) -> Key:
-        return cls(env_id, str(row.get("device")), settings_key(row.get("settings"), str(row.get("device"))),
+        device = str(row.get("device"))
+        return cls(env_id, device, settings_key(row.get("settings"), device),
                    str(row["scenario"]), str(row["output"]))
 
     @property
@@ -213,7 +214,8 @@ def load_baseline(path: Path) -> Baseline:
         raise UserError(f"{path}: corrupt baseline, {problem}")
     baseline = Baseline(data["env_id"], data.get("environment") or {})
     for item in data["outputs"]:
-        key = Key(baseline.env_id, item["device"], settings_key(item["settings"], str(item["device"])),
+        device = str(item["device"])
+        key = Key(baseline.env_id, item["device"], settings_key(item["settings"], device),
                   item["scenario"], item["output"])
         baseline.entries[key] = Entry(item["digest"], item.get("dtype"), item.get("shape"),
                                       item.get("sample"))
@@ -436,7 +438,8 @@ def _check(checker: Checker, files: list[ResultsFile], whole: bool) -> CheckResu
         baseline = baselines[env_id]
         entries = baseline.entries if baseline else {}
         if not isinstance(row.get("output"), str):  # a scenario-level row: it failed whole
-            unit = (env_id, str(row.get("device")), settings_key(row.get("settings"), str(row.get("device"))),
+            device = str(row.get("device"))
+            unit = (env_id, device, settings_key(row.get("settings"), device),
                     str(row.get("scenario")))
             if unit in covered:
                 continue

@@ -20,6 +20,7 @@ fixture, and adds nothing to a test that does not.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 from pathlib import Path
@@ -249,7 +250,8 @@ def _wrapped(test: Callable[..., Any], checked: Repro) -> Callable[..., Any]:
                 if store.options.records:
                     rows = (checked.rows(f"second run failed: {_describe(error)}") if number
                             else checked.failed_rows(error))
-                    store.record(checked.scenario, checked.item.nodeid, rows)
+                    with contextlib.suppress(UserError):  # the test's own error says more
+                        store.record(checked.scenario, checked.item.nodeid, rows)
                 raise
         rows = checked.rows() if store.options.records else []
         problems = checked.not_repeatable(rows) if checked.runs == 2 else []

@@ -436,3 +436,35 @@ def test_plain():
     assert not (pytester.path / "r").exists()
     assert not any(line.startswith("repro-audit") or "= repro-audit =" in line
                    for line in result.stdout.lines)
+
+
+def test_the_marker_names_a_test_and_may_run_it_once(pytester, session) -> None:
+    pytester.makepyfile(test_named='''
+import pytest
+import torch
+
+
+@pytest.mark.repro(name="mine.step", runs=1)
+@pytest.mark.parametrize("size", [2, 3])
+def test_step(repro, size):
+    repro.check({"v": torch.rand(size)})  # unseeded, but run once: not checked
+
+
+@pytest.mark.repro(name="mine.step")
+def test_unparametrized(repro):
+    torch.manual_seed(0)
+    repro.check({"v": torch.rand(1)})
+
+
+@pytest.mark.repro(name="mine.step")
+def test_same_name(repro):
+    torch.manual_seed(0)
+    repro.check({"v": torch.rand(1)})
+''')
+    result = session("--repro-results", "r")
+    result.assert_outcomes(passed=3, failed=1)
+    result.stdout.fnmatch_lines(["test_named.py::test_same_name: scenario name 'mine.step' is "
+                                 "already the name of test_named.py::test_unparametrized; give "
+                                 "@pytest.mark.repro(name=...) another name"])
+    rows = sorted((row["scenario"], row["repeatable"]) for row in rows_of(pytester.path / "r"))
+    assert rows == [("mine.step", True), ("mine.step[2]", None), ("mine.step[3]", None)]
