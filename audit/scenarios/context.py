@@ -6,10 +6,17 @@ never to change, so that an op's result does not differ only because torch's RNG
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 from audit.scenarios.registry import Unavailable
+
+# Draws of `Context.fixed`, kept per process: every unit runs its scenario two or three
+# times and under several run settings, and drawing the same inputs from RandomState
+# again was a tenth of an audit's time (profiled). Bounded; each caller gets a copy.
+_DRAWS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+DRAW_CACHE_BYTES = 256 * 1024 * 1024
 
 
 @dataclass
@@ -40,19 +47,9 @@ class Context:
         `kind` is "normal" (standard normal), "uniform" ([0, 1)) or "int" (0..9).
         Values are drawn in float64 and cast, so every dtype sees the same stream.
         """
-        import numpy as np
         import torch
 
-        state = np.random.RandomState(seed)
-        if kind == "normal":
-            values = state.standard_normal(shape)
-        elif kind == "uniform":
-            values = state.random_sample(shape)
-        elif kind == "int":
-            values = state.randint(0, 10, size=shape).astype(np.int64)
-        else:
-            raise ValueError(f"unknown kind {kind!r}")
-        tensor = torch.from_numpy(np.ascontiguousarray(values))
+        tensor = torch.from_numpy(_draw(tuple(shape), seed, kind).copy())
         if dtype is None:
             dtype = torch.int64 if kind == "int" else torch.float32
         return tensor.to(dtype=dtype).to(self.device)
@@ -66,3 +63,30 @@ class Context:
         """Name an intermediate tensor, so traces from two environments align on it."""
         if self.checkpoint_hook is not None:
             self.checkpoint_hook(name, tensor)
+
+
+def _draw(shape: tuple[int, ...], seed: int, kind: str) -> Any:
+    """The values `Context.fixed` casts (the cached array itself: callers copy it)."""
+    import numpy as np
+
+    key = (shape, seed, kind)
+    cached = _DRAWS.get(key)
+    if cached is not None:
+        _DRAWS.move_to_end(key)
+        return cached
+    state = np.random.RandomState(seed)
+    if kind == "normal":
+        values = state.standard_normal(shape)
+    elif kind == "uniform":
+        values = state.random_sample(shape)
+    elif kind == "int":
+        values = state.randint(0, 10, size=shape).astype(np.int64)
+    else:
+        raise ValueError(f"unknown kind {kind!r}")
+    values = np.ascontiguousarray(values)
+    values.flags.writeable = False  # a bug that writes to it fails instead of leaking
+    if values.nbytes <= DRAW_CACHE_BYTES:
+        _DRAWS[key] = values
+        while sum(item.nbytes for item in _DRAWS.values()) > DRAW_CACHE_BYTES:
+            _DRAWS.popitem(last=False)
+    return values
