@@ -221,6 +221,7 @@ class Comparison:
     problems: pd.DataFrame  # error / timeout / crashed / unavailable / raises-when-det.
     changelog: list[ChangelogStep] = field(default_factory=list)
     conflicts: pd.DataFrame | None = None  # one environment, one cell, several digests
+    comparable: pd.DataFrame | None = None  # the cells compared (ok, repeatable, deduplicated)
     _breaks: dict[tuple[str, str], list[str]] | None = field(default=None, init=False,
                                                               repr=False)
 
@@ -432,4 +433,4 @@ def compare(files: Iterable[ResultsFile], data: pd.DataFrame | None = None) -> C
     problems = data[data["status"] != "ok"]
     return Comparison(data=data, axes=axes, tables=tables, outputs=outputs,
                       nondeterministic=nondeterministic, problems=problems, changelog=steps,
-                      conflicts=conflicts)
+                      conflicts=conflicts, comparable=comparable)

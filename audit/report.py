@@ -32,6 +32,7 @@ from audit.compare import (
 )
 from audit.distance import values
 from audit.origin import describe_origin
+from audit.pin import COVERAGE, AxisPins, Restricted, what_to_pin
 from audit.results import ResultsFile, read_all
 from audit.sample import Sample
 
@@ -60,6 +61,16 @@ def percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.0f}%" if whole else "-"
 
 
+CAPABILITY = SETTING_PREFIX + "cpu_capability"
+
+
+def value_label(axis: str, value: Any) -> str:
+    """An axis value as the report prints it: cpu_capability `default` is ATen's scalar
+    kernels, a choice that must not read as "not set"."""
+    text = str(value)
+    return "default (scalar)" if axis == CAPABILITY and text == "default" else text
+
+
 def cell_text(cell: AxisCell | None, is_reference: bool) -> str:
     if cell is None or cell.groups == 0:
         return "·"
@@ -85,7 +96,8 @@ def environments_section(files: list[ResultsFile]) -> list[str]:
             escape(identity), escape(environment.get("torch", "?")),
             escape(environment.get("numpy", "?")), escape(environment.get("python", "?")),
             escape(environment.get("os", "?")), escape(cpu.get("model", "?")),
-            escape(str(environment.get("cpu_capability", "?")).lower()), escape(", ".join(devices)),
+            escape(value_label(CAPABILITY, str(environment.get("cpu_capability", "?")).lower())),
+            escape(", ".join(devices)),
         ]
     rows = [seen[key] for key in sorted(seen, key=lambda k: (seen[k][1], k))]
     return ["## Environments", "",
@@ -117,7 +129,7 @@ def summary_section(result: Comparison) -> list[str]:
         axis_table = result.tables[axis]
         broken = len(axis_table.breaking())
         total = len(axis_table.cells)
-        values = ", ".join(escape(value) for value in axis_table.values)
+        values = ", ".join(escape(value_label(axis, value)) for value in axis_table.values)
         rows.append([f"[{escape(axis_title(axis))}](#{anchor(axis)})", values, str(total),
                      str(total - broken), str(broken), percent(total - broken, total)])
     if rows:
@@ -131,6 +143,83 @@ def summary_section(result: Comparison) -> list[str]:
         lines += [f"Cells without a value: {parts} (see [Errors and unavailable cells]"
                   "(#errors-and-unavailable-cells)).", ""]
     return lines
+
+
+def pin_text(pins: tuple[tuple[str, str], ...], joiner: str = ", ") -> str:
+    """'threads=1, cpu_capability=default (scalar)', escaped."""
+    return joiner.join(f"{escape(axis_title(column))}={escape(value_label(column, value))}"
+                       for column, value in pins)
+
+
+def pin_effect(found: AxisPins, option: Restricted) -> str:
+    if option.covered == 0:
+        return "none of them compared"
+    effect = ("removes the break" if option.removes() else
+              "shrinks the break" if option.helps() else "none")
+    if option.helps() and not found.enough(option):
+        effect += ", but too few of them compared to suggest"
+    return f"**{effect}** (suggested)" if option == found.best() else effect
+
+
+def pin_section(result: Comparison) -> list[str]:
+    """What to pin: for each breaking axis, under which values of the other settings the
+    break disappears or shrinks (`audit.pin`), and the one value to suggest."""
+    if not result.axes:
+        return []
+    found = what_to_pin(result)
+    lines = ["## What to pin", ""]
+    if not found:
+        return lines + ["No output breaks along any axis: there is nothing to pin.", ""]
+    lines += [
+        "What to set so that results come out the same there too. For each axis along which "
+        "outputs break, its comparisons (those of its table) are counted again where another "
+        "setting had one value: the break as it is with that setting pinned. Only settings "
+        "varied in these results are suggested, never the torch version, the device or the "
+        "machine; a setting that is the axis itself can of course be pinned too. A value is "
+        "suggested when it removes or shrinks the break and its comparisons include at least "
+        f"{COVERAGE:.0%} of the outputs that break (fewer could look better for lack of "
+        "comparisons alone): of those, the one under which the fewest outputs differ. Two "
+        "settings together are tried where no one value removes the break.", ""]
+    rows = []
+    for axis_pins in found:
+        best = axis_pins.best()
+        title = escape(axis_title(axis_pins.axis))
+        pin = (pin_text(best.pins) if best is not None
+               else "none found" if axis_pins.options else "nothing varied to pin")
+        rows.append([f"[{title}](#{anchor(axis_pins.axis)})",
+                     f"{axis_pins.differing} of {axis_pins.compared}", pin,
+                     f"{best.differing} of {best.compared}" if best is not None else "-"])
+    lines += [table(["across", "outputs that differ", "pin", "then differ"], rows), ""]
+    for axis_pins in found:
+        lines += pin_details(axis_pins)
+    return lines
+
+
+def pin_details(found: AxisPins) -> list[str]:
+    """One axis: the break under each value of each other setting, then the suggestion."""
+    title = escape(axis_title(found.axis))
+    lines = [f"**Across {title}**: {found.differing} of {found.compared} outputs differ.", ""]
+    if not found.options:
+        return lines + ["No other setting was varied in these results, so none can be "
+                        "suggested.", ""]
+    rows = [[pin_text(option.pins), f"{option.differing} of {option.compared}",
+             str(option.covered), pin_effect(found, option)] for option in found.options]
+    lines += [table(["with", "outputs that differ", f"of the {found.differing} that break, "
+                     "compared", "effect"], rows), ""]
+    best = found.best()
+    if best is None:
+        shrinking = any(option.helps() for option in found.options)
+        lines += ["Values that shrink it were compared on too few of its breaking outputs to "
+                  "be suggested." if shrinking else
+                  "No setting varied in these results removes or shrinks this break.", ""]
+        return lines
+    text = (f"Suggested: pin {pin_text(best.pins, ' and ')}; then {best.differing} of "
+            f"{best.compared} outputs differ across {title} ({found.differing} of "
+            f"{found.compared} without).")
+    if found.still_differing:
+        text += " Still differing: " + short_list(
+            f"{scenario}: {output}" for scenario, output in found.still_differing) + "."
+    return lines + [text, ""]
 
 
 def anchor(axis: str) -> str:
@@ -177,7 +266,8 @@ def axis_section(axis_table: AxisTable, pages: dict[str, str] | None = None) -> 
     families = sorted({scenario.split(".", 1)[0] for scenario, _ in breaking})
     return [f"## Across {escape(title)}", "",
             f"{len(breaking)} of {len(axis_table.cells)} outputs differ from their value at "
-            f"**{escape(axis_table.reference)}**, in the families {short_list(families, 12)}: "
+            f"**{escape(value_label(axis_table.axis, axis_table.reference))}**, in the families "
+            f"{short_list(families, 12)}: "
             f"the table is on its own page, [{name}]({name}).", ""]
 
 
@@ -186,12 +276,14 @@ def axis_body(axis_table: AxisTable) -> list[str]:
     lines: list[str] = []
     breaking, holding = axis_table.breaking(), axis_table.holding()
     lines.append(
-        f"Each output compared with its value at **{escape(axis_table.reference)}**, the other "
+        f"Each output compared with its value at "
+        f"**{escape(value_label(axis_table.axis, axis_table.reference))}**, the other "
         f"axes held equal. {len(breaking)} of {len(axis_table.cells)} outputs differ.")
     lines.append("")
     if breaking:
         headers = ["scenario", "output"] + [
-            escape(value) + (" (reference)" if value == axis_table.reference else "")
+            escape(value_label(axis_table.axis, value))
+            + (" (reference)" if value == axis_table.reference else "")
             for value in axis_table.values]
         rows = []
         for key in breaking:
@@ -216,8 +308,8 @@ def context_label(torch: Any, device: Any, settings: Iterable[tuple[str, Any]]) 
     """'torch 2.14.1 cpu threads=2': where a cell was, its settings by column name."""
     parts = [f"torch {torch}", str(device)]
     for column, value in settings:
-        if value not in ("default", "n/a"):
-            parts.append(f"{column[len(SETTING_PREFIX):]}={value}")
+        if value != "n/a" and (value != "default" or column == CAPABILITY):
+            parts.append(f"{column[len(SETTING_PREFIX):]}={value_label(column, value)}")
     return " ".join(parts)
 
 
@@ -356,6 +448,7 @@ def render(files: list[ResultsFile], result: Comparison | None = None,
     if heatmap:
         lines += [f"![Share of each scenario's outputs identical to the reference, per axis "
                   f"value]({heatmap})", ""]
+    lines += pin_section(result)
     lines += conflicts_section(result)
     lines += family_section(result)
     lines += references_section(files, result)
