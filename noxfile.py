@@ -22,8 +22,8 @@ ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from audit import matrix as matrix_file  # noqa: E402 - torch-free modules of the package
-from audit.errors import UserError  # noqa: E402
 from audit.atomic import write_compressed_copy  # noqa: E402
+from audit.errors import UserError  # noqa: E402
 from audit.results import write_unavailable  # noqa: E402
 from audit.sources import PackageSources, pip_config_sources, torch_sources  # noqa: E402
 
@@ -108,7 +108,7 @@ def report(session: nox.Session) -> None:
     torch version, committed), then merge every machine's kept results into
     reports/README.md: the published report grows a machine axis wherever the audit runs."""
     install_package(session, "[report,heatmap]")
-    if any(RESULTS.glob("*.jsonl")):
+    if any(RESULTS.rglob("*.jsonl")):  # CI: one folder per job's artifact
         session.run("python", "-m", "audit", "keep", str(RESULTS), "--to", str(KEPT))
     session.run("python", "-m", "audit", "report", str(KEPT), "--out", str(REPORTS),
                 *session.posargs)

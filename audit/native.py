@@ -103,7 +103,7 @@ def parse_onednn(text: str) -> OnednnReport:
     return OnednnReport(version, isa)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def mkl_report() -> MklReport | None:
     """MKL's own account of itself, from one small SGEMM; None without MKL."""
     import torch
@@ -123,7 +123,7 @@ def mkl_report() -> MklReport | None:
         return None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def onednn_report() -> OnednnReport | None:
     """oneDNN's version and ISA, from one small oneDNN convolution; None without oneDNN."""
     import torch

@@ -89,9 +89,9 @@ def test_mkl_cbwr_reads_back_what_mkl_reports(tmp_path: Path) -> None:
         assert all(row["status"] == "ok" for row in rows)
     else:
         assert {row["status"] for row in rows} == {"unavailable"}
-        assert all("mkl_cbwr avx2 did not take effect here (auto in effect; MKL takes "
-                   "branches other than auto and compatible on Intel CPUs only)"
-                   == row["error"] for row in rows)
+        assert all(row["error"]
+                   == "mkl_cbwr avx2 did not take effect here (auto in effect; MKL takes "
+                   "branches other than auto and compatible on Intel CPUs only)" for row in rows)
 
 
 @pytest.mark.skipif(not HAS_ONEDNN, reason="this torch build has no oneDNN")
