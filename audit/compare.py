@@ -23,13 +23,13 @@ from audit.environment import platform_label
 from audit.origin import NoOrigin, Origin, Origins
 from audit.results import ResultsFile, row_columns
 from audit.sample import Sample
-from audit.settings import SETTINGS
+from audit.settings import NOT_APPLICABLE, SETTINGS, with_unset_values
 from audit.trace import trace_key, traces_path
 
 TORCH, DEVICE, PLATFORM = "torch", "device", "platform"
 SETTING_PREFIX = "setting:"
 DEVICE_ORDER = {"cpu": 0, "cuda": 1, "mps": 2, "xpu": 3}
-UNSET = "default"
+NOT_RECORDED = "not recorded"  # a setting this version does not know, absent from a file
 
 
 def axis_title(axis: str) -> str:
@@ -69,10 +69,16 @@ def join_frames(parts: list[pd.DataFrame]) -> pd.DataFrame:
     """The frames of single files (`file_frame`) as one.
 
     Categoricals are joined by their codes (`union_categoricals`), not through object
-    arrays: a million rows join in a fraction of a second. A setting one file lacks is
-    `default` in that file's rows.
+    arrays: a million rows join in a fraction of a second. Every known setting is a
+    column of every file's frame (see `file_frame`); one this version does not know, absent
+    from some file, is `not recorded` there. The settings that were filled in at their
+    unset value are in `attrs["assumed"]`: {(setting, value): [files]}.
     """
     settings = sorted({column for part in parts for column in setting_columns(part)})
+    assumed: dict[tuple[str, str], list[str]] = {}
+    for part in parts:
+        for key, files in part.attrs.get("assumed", {}).items():
+            assumed.setdefault(key, []).extend(files)
     if not parts:
         return pd.DataFrame({column: pd.Categorical([]) if column in CATEGORICAL
                              else np.empty(0, dtype=object)
@@ -81,12 +87,14 @@ def join_frames(parts: list[pd.DataFrame]) -> pd.DataFrame:
     for column in (*CATEGORICAL, *settings):
         columns[column] = union_categoricals(
             [part[column].array if column in part.columns
-             else _constant(UNSET, len(part))
+             else _constant(NOT_RECORDED, len(part))
              for part in parts])
     for column in OBJECT_COLUMNS:
         columns[column] = np.concatenate([part[column].to_numpy(dtype=object)
                                           for part in parts])
-    return pd.DataFrame(columns)
+    joined = pd.DataFrame(columns)
+    joined.attrs["assumed"] = {key: sorted(set(files)) for key, files in sorted(assumed.items())}
+    return joined
 
 
 def _categorical(values: list[Any]) -> pd.Categorical:
@@ -128,8 +136,16 @@ def file_frame(item: ResultsFile) -> pd.DataFrame:
         TORCH: [str(version) for version in per_unit("torch_version")],
         DEVICE: devices,
     }
-    for setting in sorted({key for chosen in settings for key in chosen}):
-        unit[SETTING_PREFIX + setting] = [str(chosen.get(setting, UNSET)) for chosen in settings]
+    # Every row gets every known setting: one a file did not record (it was written before
+    # the setting was recorded, or by a matrix that never set it) at its unset value.
+    completed = [with_unset_values(chosen, device) for chosen, device in zip(settings, devices)]
+    assumed = {(name, value): [str(item.path)]
+               for chosen, full in zip(settings, completed)
+               for name, value in full.items()
+               if name not in chosen and value != NOT_APPLICABLE}
+    for setting in sorted({key for chosen in completed for key in chosen}):
+        unit[SETTING_PREFIX + setting] = [str(chosen.get(setting, NOT_RECORDED))
+                                          for chosen in completed]
     columns: dict[str, Any] = {}
     for name, unit_values in unit.items():
         categories = _categorical(unit_values)
@@ -147,7 +163,9 @@ def file_frame(item: ResultsFile) -> pd.DataFrame:
     columns[PLATFORM] = _constant(platform_label(environment) if environment else "unknown",
                                   count)
     columns["file"] = _constant(str(item.path), count)
-    return pd.DataFrame(columns, index=pd.RangeIndex(count))
+    framed = pd.DataFrame(columns, index=pd.RangeIndex(count))
+    framed.attrs["assumed"] = assumed
+    return framed
 
 
 def _constant(value: str, length: int) -> pd.Categorical:
@@ -222,6 +240,8 @@ class Comparison:
     changelog: list[ChangelogStep] = field(default_factory=list)
     conflicts: pd.DataFrame | None = None  # one environment, one cell, several digests
     comparable: pd.DataFrame | None = None  # the cells compared (ok, repeatable, deduplicated)
+    # settings some files did not record, read at their unset value: {(name, value): files}
+    assumed: dict[tuple[str, str], list[str]] = field(default_factory=dict)
     _breaks: dict[tuple[str, str], list[str]] | None = field(default=None, init=False,
                                                               repr=False)
 
@@ -433,4 +453,5 @@ def compare(files: Iterable[ResultsFile], data: pd.DataFrame | None = None) -> C
     problems = data[data["status"] != "ok"]
     return Comparison(data=data, axes=axes, tables=tables, outputs=outputs,
                       nondeterministic=nondeterministic, problems=problems, changelog=steps,
-                      conflicts=conflicts, comparable=comparable)
+                      conflicts=conflicts, comparable=comparable,
+                      assumed=dict(data.attrs.get("assumed", {})))

@@ -31,10 +31,12 @@ from audit.compare import (
     join_frames,
 )
 from audit.distance import values
+from audit.environment import built_libraries, cpu_label, platform_label
 from audit.origin import describe_origin
 from audit.pin import COVERAGE, AxisPins, Restricted, what_to_pin
 from audit.results import ResultsFile, read_all
 from audit.sample import Sample
+from audit.settings import SETTINGS
 
 LIST_LIMIT = 6  # names shown before "and N more"
 PAGE_FROM = 40  # an axis with more differing outputs gets a page of its own
@@ -90,12 +92,11 @@ def environments_section(files: list[ResultsFile]) -> list[str]:
     for item in files:
         environment = item.header.get("environment", {})
         identity = item.header.get("env_id", "?")
-        cpu = environment.get("cpu", {}) if isinstance(environment.get("cpu"), dict) else {}
         devices = ["cpu"] + sorted((environment.get("devices") or {}).keys())
         seen[identity] = [
             escape(identity), escape(environment.get("torch", "?")),
             escape(environment.get("numpy", "?")), escape(environment.get("python", "?")),
-            escape(environment.get("os", "?")), escape(cpu.get("model", "?")),
+            escape(environment.get("os", "?")), escape(cpu_label(environment)),
             escape(value_label(CAPABILITY, str(environment.get("cpu_capability", "?")).lower())),
             escape(", ".join(devices)),
         ]
@@ -103,6 +104,73 @@ def environments_section(files: list[ResultsFile]) -> list[str]:
     return ["## Environments", "",
             table(["env-id", "torch", "numpy", "python", "OS", "CPU", "CPU capability",
                    "devices"], rows), ""]
+
+
+def machines_section(files: list[ResultsFile]) -> list[str]:
+    """What explains why machines compute differently: the CPU, and the code paths the math
+    libraries under torch take on it, per machine (the report's machine axis value)."""
+    machines: dict[str, dict[str, set[str]]] = {}
+    for item in files:
+        environment = item.header.get("environment") or {}
+        if not environment:
+            continue
+        facts = machines.setdefault(platform_label(environment), defaultdict(set))
+        for column, value in machine_facts(environment).items():
+            if value:
+                facts[column].add(value)
+    if not machines:
+        return []
+    columns = ["CPU vendor, family / model / stepping", "CPU flags", "BLAS / LAPACK", "MKL",
+               "MKL code path", "oneDNN", "oneDNN ISA"]
+    rows = [[escape(label)] + [escape("; ".join(sorted(facts[column]))) or "not recorded"
+                               for column in columns]
+            for label, facts in sorted(machines.items())]
+    return ["## Machines", "",
+            "The machine axis tells machines apart by CPU. What usually explains a difference "
+            "between two of them is below: the code paths MKL (matmul, linear algebra) and "
+            "oneDNN (convolutions) choose for each CPU, as they report them.", "",
+            table(["machine", *columns], rows), ""]
+
+
+def machine_facts(environment: dict[str, Any]) -> dict[str, str | None]:
+    cpu = environment.get("cpu") if isinstance(environment.get("cpu"), dict) else {}
+    mkl = environment.get("mkl") if isinstance(environment.get("mkl"), dict) else {}
+    onednn = environment.get("onednn") if isinstance(environment.get("onednn"), dict) else {}
+    numbers = [str(cpu[key]) for key in ("family", "model_number", "stepping")
+               if cpu.get(key) is not None]
+    identity = " ".join(part for part in (cpu.get("vendor"), " / ".join(numbers)) if part)
+    built = built_libraries(str(environment.get("torch_config") or ""))
+    libraries = " / ".join(str(environment.get(key) or built[key]) for key in ("blas", "lapack")
+                           if environment.get(key) or built[key])
+    isa = onednn.get("isa")
+    if isa and onednn.get("isa_capped_by"):
+        isa += f" (capped by ONEDNN_MAX_CPU_ISA={onednn['isa_capped_by']})"
+    return {
+        "CPU vendor, family / model / stepping": identity or None,
+        "CPU flags": " ".join(cpu.get("flags") or []) or None,
+        "BLAS / LAPACK": libraries or None,
+        "MKL": mkl.get("version") or mkl.get("built_with") or (
+            f"{built['mkl_built_with']} (built with)" if built["mkl_built_with"] else None),
+        "MKL code path": mkl.get("code_path"),
+        "oneDNN": (onednn.get("version") or "").split(" (commit")[0] or (
+            f"{built['onednn_built_with']} (built with)" if built["onednn_built_with"] else None),
+        "oneDNN ISA": isa,
+    }
+
+
+def assumed_section(result: Comparison) -> list[str]:
+    """One note for the settings some files do not record (written before every setting
+    was recorded, or by a matrix that never set them): read at their unset value."""
+    if not result.assumed:
+        return []
+    files = sorted({Path(name).name for names in result.assumed.values() for name in names})
+    values = ", ".join(f"{escape(name)}={escape(value)}"
+                       for name, value in sorted(result.assumed))
+    subject = ("One results file does not" if len(files) == 1
+               else f"{len(files)} results files do not")
+    return [f"{subject} record every setting ({short_list(files, 3)}): a setting a file "
+            f"does not record is read at the value torch has when nobody sets it: {values}.",
+            ""]
 
 
 def summary_section(result: Comparison) -> list[str]:
@@ -304,12 +372,21 @@ def axis_body(axis_table: AxisTable) -> list[str]:
     return lines
 
 
-def context_label(torch: Any, device: Any, settings: Iterable[tuple[str, Any]]) -> str:
-    """'torch 2.14.1 cpu threads=2': where a cell was, its settings by column name."""
+def context_label(torch: Any, device: Any, settings: Iterable[tuple[str, Any]],
+                  varied: Iterable[str] = ()) -> str:
+    """'torch 2.14.1 cpu threads=2': where a cell was, its settings by column name.
+
+    Every row records every setting; a label names those that vary in the results
+    (`varied`, columns) and those not at their unset value, not the dozen nobody touched.
+    """
     parts = [f"torch {torch}", str(device)]
+    varied = set(varied)
     for column, value in settings:
-        if value != "n/a" and (value != "default" or column == CAPABILITY):
-            parts.append(f"{column[len(SETTING_PREFIX):]}={value_label(column, value)}")
+        name = column[len(SETTING_PREFIX):]
+        setting = SETTINGS.get(name)
+        unset = setting.default if setting is not None else None
+        if value != "n/a" and (column in varied or value != unset):
+            parts.append(f"{name}={value_label(column, value)}")
     return " ".join(parts)
 
 
@@ -399,7 +476,8 @@ def nondeterministic_section(result: Comparison) -> list[str]:
     columns = [data[column].to_numpy(dtype=object)
                for column in ("scenario", "output", TORCH, DEVICE, *settings)]
     for scenario, output, torch, device, *chosen in zip(*columns):
-        where[(scenario, output)].add(context_label(torch, device, zip(settings, chosen)))
+        where[(scenario, output)].add(context_label(torch, device, zip(settings, chosen),
+                                                    result.axes))
     rows = []
     for (scenario, output), labels in sorted(where.items()):
         rows.append([escape(scenario), escape(output), str(len(labels)),
@@ -444,6 +522,8 @@ def render(files: list[ResultsFile], result: Comparison | None = None,
         lines += [f"Which torch release changed which output, release by release: "
                   f"[{changelog}]({changelog}).", ""]
     lines += environments_section(files)
+    lines += machines_section(files)
+    lines += assumed_section(result)
     lines += summary_section(result)
     if heatmap:
         lines += [f"![Share of each scenario's outputs identical to the reference, per axis "
