@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any, NoReturn, Sequence
@@ -61,7 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         "trace", help="trace this environment's units that differ from other results files")
     trace.add_argument("--for", dest="paths", nargs="+", required=True, metavar="RESULTS",
                        help="results files, folders or globs: this environment's and those "
-                            "it is compared with (e.g. results/)")
+                            "it is compared with (e.g. results/ reports/results/)")
+    trace.add_argument("--in", dest="own", nargs="+", default=[], metavar="RESULTS",
+                       help="where this environment's results are (default: among --for); "
+                            "results elsewhere of the same machine and torch version are "
+                            "older runs and left out")
     trace.add_argument("--matrix", help="matrix file (its scenario files and timeout)")
     trace.add_argument("--scenarios", action="append", default=[], metavar="FILE.py",
                        help="a file of your own scenarios the results came from (repeatable)")
@@ -130,8 +135,10 @@ def command_trace(args: argparse.Namespace) -> int:
     from audit.retrace import TraceOptions, retrace
     from audit.run import parse_jobs
 
-    options = TraceOptions(paths=list(args.paths), jobs=parse_jobs(args.jobs),
-                           timeout=args.timeout)
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
+        raise UserError(f"--timeout must be a positive number of seconds, not {args.timeout!r}")
+    options = TraceOptions(paths=list(args.paths), own=list(args.own),
+                           jobs=parse_jobs(args.jobs), timeout=args.timeout)
     if args.matrix:
         from audit import matrix as matrix_module
 

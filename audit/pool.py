@@ -37,6 +37,7 @@ from typing import IO, Any, Callable
 
 STARTUP_GRACE = 120.0  # seconds a child may take to import torch and load scenarios
 MAX_PARKED = 8  # idle workers kept for a later pass (each holds an imported torch)
+PARK_MEMORY_FREE = 2 * 1024**3  # bytes left available for a worker to be parked
 FIRST_GUESS_SECONDS = 0.5  # a unit's expected run time before any has been measured
 
 
@@ -46,6 +47,18 @@ def available_cores() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
         return max(1, os.cpu_count() or 1)
+
+
+def memory_available() -> int | None:
+    """Bytes of memory available now (Linux: MemAvailable), None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as stream:
+            for line in stream:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def combo_key(combo: dict[str, str]) -> str:
@@ -73,6 +86,7 @@ class Task:
     combo: dict[str, str]
     pending: deque[Job]
     cores: int  # cores each of its workers uses
+    hooks: Hooks  # the runner it belongs to (tasks of several runners share one pool)
     running: int = 0  # workers holding cores now
     started: int = 0  # workers started for it, ever
     finished: int = 0  # units that ran to the end
@@ -177,12 +191,14 @@ class Hooks:
 class Pool:
     """Runs tasks with at most `jobs` cores busy; keeps idle workers parked when `park`.
 
-    One pool can serve several runners one after the other (a run's products, then its
-    trace pass): a parked worker is reused by a task of the same combination and job line.
+    The tasks of one `run` may belong to several runners (a run's products, each with its
+    hooks), so that they all share the cores; a later `run` (the trace pass) reuses a
+    parked worker for a task of the same combination and job line.
     """
 
     def __init__(self, jobs: int | None = None, park: bool = False) -> None:
-        self.hooks: Hooks | None = None  # those of the run in progress
+        self.done = 0  # jobs of the run in progress that ended, and how many it has
+        self.total = 0
         self.jobs = max(1, jobs or available_cores())
         self.park = park
         self.lock = threading.Condition()
@@ -194,10 +210,10 @@ class Pool:
 
     # --- the scheduler --------------------------------------------------------------------
 
-    def run(self, tasks: list[Task], hooks: Hooks) -> None:
+    def run(self, tasks: list[Task]) -> None:
         """Every job of every task, side by side where the cores allow; returns when done."""
-        self.hooks = hooks
         tasks = sorted(tasks, key=lambda task: task.cores)  # one-core tasks pack first
+        self.done, self.total = 0, sum(len(task.pending) for task in tasks)
         wanted = {self.parking_key(task) for task in tasks if task.pending}
         with self.lock:
             unused = [child for key in list(self.parked) if key not in wanted
@@ -228,14 +244,10 @@ class Pool:
                 return
             self.start(max(helped, key=self.work_left))
 
-    @property
-    def current(self) -> Hooks:
-        assert self.hooks is not None, "Pool.run sets the hooks"
-        return self.hooks
-
-    def parking_key(self, task: Task) -> str:
+    @staticmethod
+    def parking_key(task: Task) -> str:
         """Workers are interchangeable when started with the same environment and job line."""
-        return json.dumps([task.combo, self.current.header(task.combo)], sort_keys=True)
+        return json.dumps([task.combo, task.hooks.header(task.combo)], sort_keys=True)
 
     def worth_helping(self, task: Task) -> bool:
         """A second worker halves the work left but costs a start-up (or none if parked)."""
@@ -283,7 +295,7 @@ class Pool:
     def serve(self, task: Task) -> None:
         """A worker's thread: take jobs from the task's queue until it is empty or the
         worker fails (a fresh worker then takes the rest)."""
-        hooks = self.current
+        hooks = task.hooks
         with self.lock:
             key = self.parking_key(task)
             idle = self.parked.get(key)
@@ -301,7 +313,8 @@ class Pool:
                 self.release(task)
             raise
         with self.lock:
-            parked = keep and self.park and sum(map(len, self.parked.values())) < MAX_PARKED
+            parked = (keep and self.park and sum(map(len, self.parked.values())) < MAX_PARKED
+                      and (memory_available() or PARK_MEMORY_FREE) >= PARK_MEMORY_FREE)
             if parked:
                 self.parked.setdefault(key, []).append(child)
             self.release(task)
@@ -311,7 +324,7 @@ class Pool:
     def work(self, task: Task, child: Child) -> bool:
         """Run jobs in `child`; True when it is still healthy (its queue ran dry)."""
         if child.effective is None:
-            failure = self.wait_ready(child)
+            failure = self.wait_ready(task, child)
             if failure is not None:
                 self.fail(task, child, None, False, *failure)
                 return False
@@ -328,7 +341,7 @@ class Pool:
                 self.fail(task, child, job, started, *failure)
                 return False
 
-    def wait_ready(self, child: Child) -> tuple[str, str] | None:
+    def wait_ready(self, task: Task, child: Child) -> tuple[str, str] | None:
         deadline = time.monotonic() + STARTUP_GRACE
         while True:
             try:
@@ -345,7 +358,7 @@ class Pool:
                 child.effective = dict(event.get("effective") or {})
                 with self.lock:
                     self.startups.append(time.monotonic() - child.spawned)
-                    self.current.ready(event)
+                    task.hooks.ready(event)
                 return None
 
     def run_job(self, task: Task, child: Child, job: Job
@@ -353,7 +366,7 @@ class Pool:
         """One job to its end: whether it started, and None when it finished, else
         (status, message)."""
         deadline = time.monotonic() + STARTUP_GRACE
-        timeout = self.current.timeout_of(job)
+        timeout = task.hooks.timeout_of(job)
         started = False
         while True:
             try:
@@ -370,15 +383,16 @@ class Pool:
                 started = True
                 deadline = time.monotonic() + timeout
                 with self.lock:
-                    self.current.started(job)
+                    task.hooks.started(job)
             elif kind == "finish":
                 with self.lock:
                     child.ran += 1
                     task.finished += 1
+                    self.done += 1
                     if job.trace_key is None:  # traced runs are slower: not a guide
                         self.seconds.setdefault(job.unit.scenario.name, []).append(
                             float(event.get("seconds") or 0.0))
-                    self.current.finished(job, event, child.effective or {})
+                    task.hooks.finished(job, event, child.effective or {})
                 return True, None
             elif kind == "fatal":
                 child.kill()
@@ -398,7 +412,8 @@ class Pool:
                 victims += list(task.pending)
                 task.pending.clear()
             for victim in victims:
-                self.current.failed(victim, status, message, child.effective or {})
+                self.done += 1
+                task.hooks.failed(victim, status, message, child.effective or {})
 
 
 def close_all(children: list[Child]) -> None:

@@ -31,7 +31,8 @@ HOST_KEYS = ("python", "os", "machine", "platform")
 
 @dataclass
 class TraceOptions:
-    paths: list[str]
+    paths: list[str]  # --for: every results file to compare with
+    own: list[str] = field(default_factory=list)  # --in: where this run's results are
     scenario_files: list[str] = field(default_factory=list)
     timeout: float | None = None
     jobs: int | None = None
@@ -67,20 +68,40 @@ def missing_traces(files: list[ResultsFile], cells: set[Cell]) -> dict[str, dict
     return found
 
 
+def current_files(options: TraceOptions) -> tuple[list[ResultsFile], set[str]]:
+    """The files to compare, and those that may hold this environment's results (`--in`).
+
+    A file elsewhere of the same machine and torch version as one under `--in` is an older
+    run of it (kept results about to be replaced, audit.kept): it is left out, as the
+    report will leave it out.
+    """
+    from audit.kept import identity_of
+    from audit.results import expand
+
+    files = read_all([*options.paths, *options.own])
+    if not options.own:
+        return files, {str(item.path) for item in files}
+    own = {str(path) for path in expand(options.own)}
+    current = {identity_of(item.header) for item in files if str(item.path) in own}
+    return ([item for item in files
+             if str(item.path) in own or identity_of(item.header) not in current], own)
+
+
 def retrace(options: TraceOptions) -> str:
     """Trace what this environment lacks; returns a one-line summary."""
-    files = read_all(options.paths)
+    files, own_paths = current_files(options)
     sources = [Source(str(item.path), item.header.get("environment", {}), item.rows)
                for item in files]
     cells = differing(sources)
-    missing = missing_traces(files, cells)
+    missing = missing_traces([item for item in files if str(item.path) in own_paths], cells)
     if not missing:
         return (f"nothing to trace here: {len(files)} results files, every differing unit "
                 f"of this environment already traced")
     from audit.environment import collect, env_id
 
     identity = env_id(collect())
-    own = [item for item in files if item.header.get("env_id") == identity]
+    own = [item for item in files
+           if str(item.path) in own_paths and item.header.get("env_id") == identity]
     if not own:
         raise UserError(f"{', '.join(options.paths)}: no results of this environment "
                         f"(env-id {identity}): run `repro-audit run` here first")
@@ -129,19 +150,18 @@ def trace_file(item: ResultsFile, need: dict[str, str], options: TraceOptions) -
     progress = Progress()
     remaining = dict(need)
     try:
-        with Pool(options.jobs, park=True) as pool:
+        with Pool(options.jobs) as pool:
+            tasks = []
             for settings in products:
                 plan = Plan(scenarios=[known[name] for name in selection], devices=devices,
                             settings=settings, scenario_files=options.scenario_files,
-                            timeout=options.timeout or DEFAULT_TIMEOUT, trace=True)
+                            timeout=options.timeout or DEFAULT_TIMEOUT)
                 runner = Runner(plan, str(header.get("env_id")), torch.__version__,
                                 progress=progress, on_trace=keep, pool=pool)
                 planned = runner.runnable(device_reasons)  # this product's units
-                mine = {key: trace for key, trace in remaining.items() if key in planned}
-                for key in mine:
-                    remaining.pop(key)
-                if mine:
-                    runner.trace(mine, device_reasons)
+                mine = {key: remaining.pop(key) for key in list(remaining) if key in planned}
+                tasks += runner.trace_tasks(mine, device_reasons)
+            pool.run(tasks)
     finally:
         progress.close()
         if new:

@@ -198,15 +198,17 @@ def run_audit(options: RunOptions) -> str:
         # One pool for every product and the trace pass: workers run side by side where
         # the cores allow, and those kept idle after the audit serve the trace pass.
         with Pool(options.jobs, park=options.trace) as pool:
-            runners = []
+            runners, tasks = [], []
             for plan in plans:  # the main product, then each [[settings.also]] one
                 runner = Runner(plan, identity, torch.__version__, progress=progress,
                                 on_rows=journal_rows, skip=done,
                                 on_trace=journal_trace if options.trace else None, pool=pool)
-                produced = runner.run(device_reasons)
+                tasks += runner.tasks(device_reasons)
                 done |= runner.planned  # a unit of two products runs once
-                rows += produced
                 runners.append(runner)
+            pool.run(tasks)  # every product's units at once: the cores stay busy
+            for runner in runners:
+                rows += runner.collected
             if options.trace:
                 before = set(read_traces(trace_journal)) if options.resume else set()
                 trace_pass(runners, Source(final.name, environment, rows), before,
@@ -244,12 +246,13 @@ def trace_pass(runners: list[Any], source: Source, traced: set[str], every: bool
 
     cells = trace_needs.every_cell([source]) if every else trace_needs.differing([source])
     remaining = trace_needs.wanted(cells, source.name, traced)
-    count = 0
+    tasks = []
     for runner in runners:  # each product traces the units it planned
         mine = {key: remaining.pop(key) for key in list(remaining) if key in runner.by_key}
-        if mine:
-            count += runner.trace(mine, device_reasons)
-    return count
+        tasks += runner.trace_tasks(mine, device_reasons)
+    if tasks:
+        runners[0].pool.run(tasks)
+    return sum(runner.traced for runner in runners)
 
 
 def _row_order(row: dict[str, Any]) -> str:

@@ -103,8 +103,6 @@ class Runner:
         self.torch_version = torch_version
         self.progress = progress or (lambda done, total, label: None)
         self.on_rows = on_rows or (lambda rows: None)
-        self.done = 0
-        self.total = 0
         self.missing: dict[str, str] = {}  # setting -> why its library is absent (workers)
         self.by_key: dict[str, tuple[dict[str, str], Unit]] = {}  # planned, runnable units
         self.collected: list[dict[str, Any]] = []  # rows of the pass running now
@@ -157,42 +155,49 @@ class Runner:
     def run(self, device_reasons: dict[str, str | None]) -> list[dict[str, Any]]:
         """Every planned unit, run twice each (the audit), side by side where the cores allow
         (audit.pool); returns the rows, those of units that cannot run here included."""
-        process_combos = list(combinations(self.plan.settings, PROCESS)) or [{}]
-        tasks = []
-        next_id = 0
-        all_rows: list[dict[str, Any]] = []
-        for combo in process_combos:
-            units, rows = self.plan_units(combo, device_reasons, next_id)
-            next_id += len(units)
-            tasks.append(Task(combo, deque(Job(unit) for unit in units),
-                              cores_of(combo, self.pool.jobs)))
-            all_rows.extend(rows)
-        self.on_rows(all_rows)
-        self.total = sum(len(task.pending) for task in tasks)
-        self.collected = all_rows
-        self.pool.run(tasks, self.hooks())
+        self.pool.run(self.tasks(device_reasons))
         if not self.plan.trace and self.own_pool:
             self.pool.close()
-        return all_rows
+        return self.collected
+
+    def tasks(self, device_reasons: dict[str, str | None]) -> list[Task]:
+        """Plan the audit: one task per process combination (run them with `pool.run`, with
+        other runners' tasks if need be; `collected` then holds the rows). The rows of units
+        that cannot run here are reported now."""
+        tasks = []
+        unavailable: list[dict[str, Any]] = []
+        for combo in list(combinations(self.plan.settings, PROCESS)) or [{}]:
+            units, rows = self.plan_units(combo, device_reasons, len(self.by_key))
+            tasks.append(self.task(combo, [Job(unit) for unit in units]))
+            unavailable.extend(rows)
+        self.on_rows(unavailable)
+        self.collected = unavailable
+        return tasks
+
+    def task(self, combo: dict[str, str], jobs: list[Job]) -> Task:
+        return Task(combo, deque(jobs), cores_of(combo, self.pool.jobs), self.hooks())
 
     def trace(self, wanted: dict[str, str], device_reasons: dict[str, str | None]) -> int:
-        """A traced run of each unit in `wanted` ({unit key as requested: trace key}), in
-        workers of the unit's process combination: a pass of its own after the audit, so a
-        traced run is never one of the two audited ones. Traces go to `on_trace`; units
-        this plan does not know are left out. Returns the number of units traced."""
-        self.runnable(device_reasons)
-        tasks: dict[str, Task] = {}
-        for key, trace_key in sorted(wanted.items()):
-            if key not in self.by_key:
-                continue
-            combo, unit = self.by_key[key]
-            task = tasks.setdefault(combo_key(combo), Task(combo, deque(),
-                                                           cores_of(combo, self.pool.jobs)))
-            task.pending.append(Job(unit, trace_key))
-        self.done, self.total = 0, sum(len(task.pending) for task in tasks.values())
-        self.traced = 0
-        self.pool.run(list(tasks.values()), self.hooks())
+        """A traced run of each unit in `wanted` ({unit key as requested: trace key}); see
+        `trace_tasks`. Returns the number of units traced."""
+        self.pool.run(self.trace_tasks(wanted, device_reasons))
         return self.traced
+
+    def trace_tasks(self, wanted: dict[str, str], device_reasons: dict[str, str | None]
+                    ) -> list[Task]:
+        """Traced runs of the units in `wanted` this plan knows, in workers of each unit's
+        process combination: a pass of its own after the audit, so a traced run is never
+        one of the two audited ones. Traces go to `on_trace`."""
+        self.runnable(device_reasons)
+        jobs: dict[str, list[Job]] = {}
+        combos: dict[str, dict[str, str]] = {}
+        for key, trace_key in sorted(wanted.items()):
+            if key in self.by_key:
+                combo, unit = self.by_key[key]
+                combos[combo_key(combo)] = combo
+                jobs.setdefault(combo_key(combo), []).append(Job(unit, trace_key))
+        self.traced = 0
+        return [self.task(combos[key], found) for key, found in jobs.items()]
 
     def runnable(self, device_reasons: dict[str, str | None]) -> set[str]:
         """Keys of the units this plan can run here (planned now unless `run` did)."""
@@ -231,11 +236,10 @@ class Runner:
 
     def started(self, job: Job) -> None:
         what = "trace " if job.trace_key is not None else ""
-        self.progress(self.done, self.total,
+        self.progress(self.pool.done, self.pool.total,
                       f"{what}{job.unit.scenario.name} [{job.unit.device}]")
 
     def finished(self, job: Job, event: dict[str, Any], effective: dict[str, str]) -> None:
-        self.done += 1
         if job.trace_key is not None:
             if isinstance(event.get("trace"), dict):
                 self.on_trace(job.trace_key, event["trace"])
@@ -248,7 +252,6 @@ class Runner:
         self.on_rows(finished)
 
     def failed(self, job: Job, status: str, message: str, effective: dict[str, str]) -> None:
-        self.done += 1
         if job.trace_key is not None:  # no trace: the audited rows stand without one
             return
         failed = [self.unit_row(job.unit, effective, status=status, error=message)]

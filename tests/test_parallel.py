@@ -1,0 +1,262 @@
+"""Workers side by side (audit.pool) and traces on demand (audit.trace_needs, run --trace).
+
+End to end: the default matrix on a small selection, run serially with every unit traced
+and in parallel with traces on demand, gives the same digest for every output of every
+settings combination, and the same report (the same origins for every differing output).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from audit import pool as pool_module
+from audit.pool import Hooks, Job, Pool, Task, cores_of
+from audit.results import make_row, unit_key
+from audit.trace import read_traces
+from audit.trace_needs import Source, differing, every_cell, wanted
+
+ROOT = Path(__file__).resolve().parent.parent
+# Differs along threads and cpu_capability (ops.layer_norm), along cpu_capability only
+# (init.conv), along nothing (seed.manual_seed_246_rand); together about 0.1 s a unit.
+SELECTION = ("ops.layer_norm", "init.conv", "seed.manual_seed_246_rand")
+
+
+def audit_run(out: Path, *arguments: str) -> tuple[dict, list[dict]]:
+    select = [item for name in SELECTION for item in ("--select", name)]
+    completed = subprocess.run(
+        [sys.executable, "-m", "audit", "run", "--matrix", "matrices/default.toml", *select,
+         "--devices", "cpu", "--out", str(out), *arguments],
+        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    assert completed.returncode == 0, completed.stderr
+    (results,) = out.glob("*.jsonl")
+    lines = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
+    return lines[0], lines[1:]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list[dict]]]:
+    """The serial run with every unit traced, and a parallel one tracing on demand."""
+    folder = tmp_path_factory.mktemp("parallel")
+    found = {}
+    for name, arguments in (("serial", ("--jobs", "1", "--trace-all")),
+                            ("parallel", ("--jobs", "3"))):  # matrix: trace = true
+        _, rows = audit_run(folder / name, *arguments)
+        found[name] = (folder / name, rows)
+    return found
+
+
+def by_cell(rows: list[dict]) -> dict[tuple[str, str, str], tuple[str, str | None]]:
+    return {(row["scenario"], str(row["output"]), json.dumps(row["settings"], sort_keys=True)):
+            (row["status"], row["digest"]) for row in rows}
+
+
+def test_parallel_digests_equal_serial_ones_for_every_combination(runs) -> None:
+    serial, parallel = by_cell(runs["serial"][1]), by_cell(runs["parallel"][1])
+    assert serial == parallel
+    combos = {(row["settings"]["threads"], row["settings"]["cpu_capability"],
+               row["settings"]["deterministic"], row["settings"]["mkl_cbwr"],
+               row["settings"]["onednn_isa"]) for row in runs["parallel"][1]}
+    assert len(combos) == 2 * 3 * 2 + 2 + 2  # the product, and each [[settings.also]]
+    assert all(status == "ok" for status, _ in parallel.values())
+    # Each worker really ran with the threads it was given (checked by the runner, which
+    # would have made the cells unavailable otherwise).
+    assert all(row["settings"]["threads"] == row.get("requested", row["settings"])["threads"]
+               for row in runs["parallel"][1])
+
+
+def test_traces_on_demand_are_those_of_differing_units(runs) -> None:
+    (serial_folder, serial_rows), (parallel_folder, parallel_rows) = (
+        runs["serial"], runs["parallel"])
+    serial = read_traces(next(serial_folder.glob("*.traces.jsonl.gz")))
+    parallel = read_traces(next(parallel_folder.glob("*.traces.jsonl.gz")))
+    scenarios = {json.loads(key)[0] for key in parallel}
+    assert scenarios == {"ops.layer_norm", "init.conv"}  # seed.* holds: never traced
+    assert set(parallel) < set(serial)
+    assert len(serial) == len({unit_key(r["scenario"], r["device"], r["settings"])
+                               for r in serial_rows})
+
+
+def test_the_report_names_the_same_origins_with_traces_on_demand(runs, tmp_path) -> None:
+    reports = {}
+    for name, (folder, _) in runs.items():
+        out = tmp_path / name
+        completed = subprocess.run(
+            [sys.executable, "-m", "audit", "report", str(folder), "--out", str(out)],
+            cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+        assert completed.returncode == 0, completed.stderr
+        reports[name] = "".join(path.read_text(encoding="utf-8")
+                                for path in sorted(out.glob("*.md")))
+    assert reports["serial"].count("first diverges at") > 0
+    assert reports["parallel"] == reports["serial"]
+
+
+# --- which units need a trace -------------------------------------------------------------
+
+def row(scenario: str, output: str, digest: str, torch: str = "2.13.0", **settings: str
+        ) -> dict[str, Any]:
+    return make_row(scenario=scenario, output=output, status="ok", digest=digest,
+                    repeatable=True, device="cpu", torch_version=torch, env_id=torch,
+                    settings=settings)
+
+
+def test_only_both_sides_of_a_differing_comparison_need_a_trace() -> None:
+    rows = [row("a.sum", "x", "1", threads="1", cpu_capability="avx2"),
+            row("a.sum", "x", "2", threads="2", cpu_capability="avx2"),
+            row("a.sum", "x", "1", threads="1", cpu_capability="avx512"),
+            row("a.sum", "x", "1", threads="2", cpu_capability="avx512"),
+            row("b.same", "y", "7", threads="1", cpu_capability="avx2"),
+            row("b.same", "y", "7", threads="2", cpu_capability="avx2")]
+    cells = differing([Source("f", {}, rows)])
+    need = wanted(cells, "f")
+    expected = {json.dumps(["a.sum", "cpu", {"cpu_capability": "avx2", "threads": t}],
+                           sort_keys=True) for t in ("1", "2")}
+    # avx2 threads 1 vs 2 differ; at avx512 they agree, and across capabilities the
+    # two-thread cells differ (2 vs 1): those are traced too.
+    expected.add(json.dumps(["a.sum", "cpu", {"cpu_capability": "avx512", "threads": "2"}],
+                            sort_keys=True))
+    assert set(need) == expected
+    assert len(every_cell([Source("f", {}, rows)])) == 6
+    assert wanted(cells, "f", traced=set(need.values())) == {}
+
+
+def test_across_environments_a_difference_needs_traces_on_both_sides() -> None:
+    old = [row("a.f", "x", "1", torch="2.13.0", threads="1")]
+    new = [row("a.f", "x", "2", torch="2.14.1", threads="1")]
+    same = [row("a.f", "x", "1", torch="2.15.0", threads="1")]
+    cells = differing([Source("old", {}, old), Source("new", {}, new),
+                       Source("same", {}, same)])
+    assert {cell.source for cell in cells} == {"old", "new", "same"}
+    assert differing([Source("old", {}, old), Source("same", {}, same)]) == set()
+
+
+def test_not_repeatable_values_are_not_compared_so_need_no_trace() -> None:
+    rows = [row("a.f", "x", "1", threads="1"), row("a.f", "x", "2", threads="2")]
+    rows[1]["repeatable"] = False
+    assert differing([Source("f", {}, rows)]) == set()
+
+
+# --- the scheduler, with simulated workers -------------------------------------------------
+
+class FakeChild:
+    """Stands in for a worker process: each unit 'runs' for a few milliseconds."""
+
+    busy = 0  # cores in use by fake workers now
+    peak = 0
+    lock = threading.Lock()
+    log: list[tuple[str, int]] = []  # (combo, cores) of each job as it started
+
+    def __init__(self, task_key: str, environ: dict[str, str], header: dict[str, Any]) -> None:
+        self.task_key, self.cores = task_key, int(environ["CORES"])
+        self.events: deque[dict[str, Any] | None] = deque([{"event": "ready", "effective": {}}])
+        self.effective: dict[str, str] | None = None
+        self.ran = 0
+        self.spawned = time.monotonic()
+        self.crash = environ.get("CRASH") == "1"
+
+    def send(self, message: dict[str, Any]) -> bool:
+        if self.crash:
+            self.events.append(None)
+            return True
+        with FakeChild.lock:
+            FakeChild.busy += self.cores
+            FakeChild.peak = max(FakeChild.peak, FakeChild.busy)
+            FakeChild.log.append((self.task_key, self.cores))
+            others = FakeChild.busy - self.cores
+        time.sleep(0.005)
+        with FakeChild.lock:
+            FakeChild.busy -= self.cores
+        self.events.append({"event": "start", "unit": message["id"]})
+        self.events.append({"event": "finish", "unit": message["id"], "rows": [],
+                            "seconds": 0.005, "others": others})
+        return True
+
+    def event(self, deadline: float) -> dict[str, Any] | None:
+        return self.events.popleft() if self.events else None
+
+    def close(self, wait: bool = True) -> None:
+        pass
+
+    def reap(self) -> None:
+        pass
+
+    def kill(self) -> None:
+        pass
+
+    def exit_message(self) -> str:
+        return "worker exited with code -11"
+
+    stderr = type("Closed", (), {"close": staticmethod(lambda: None)})()
+
+
+class FakeUnit:
+    def __init__(self, number: int) -> None:
+        self.id = number
+        self.scenario = type("S", (), {"name": f"s{number % 3}"})()
+
+    def job(self) -> dict[str, Any]:
+        return {"id": self.id}
+
+
+def fake_tasks(cores: list[int], units: int, finished: list, failed: list,
+               crash: str | None = None) -> list[Task]:
+    def hooks(combo: dict[str, str]) -> Hooks:
+        return Hooks(environ=lambda c: {"CORES": c["threads"],
+                                        "CRASH": "1" if c["name"] == crash else "0"},
+                     header=lambda c: {"process_settings": c}, started=lambda job: None,
+                     finished=lambda job, event, effective: finished.append((combo, event)),
+                     failed=lambda job, status, message, effective: failed.append(
+                         (combo["name"], status, message)))
+    tasks = []
+    for index, count in enumerate(cores):
+        combo = {"name": f"t{index}", "threads": str(count)}
+        tasks.append(Task(combo, deque(Job(FakeUnit(n)) for n in range(units)),
+                          cores_of(combo, 2), hooks(combo)))
+    return tasks
+
+
+def test_one_thread_combinations_run_side_by_side_all_core_ones_alone(monkeypatch) -> None:
+    monkeypatch.setattr(pool_module, "Child", FakeChild)
+    FakeChild.busy = FakeChild.peak = 0
+    finished: list = []
+    failed: list = []
+    tasks = fake_tasks([1, 1, 1, 2, 2], 20, finished, failed)
+    Pool(jobs=2).run(tasks)
+    assert len(finished) == 100 and not failed
+    assert FakeChild.peak == 2  # never more cores busy than --jobs
+    one_core = [event["others"] for combo, event in finished if combo["threads"] == "1"]
+    two_core = [event["others"] for combo, event in finished if combo["threads"] == "2"]
+    assert max(one_core) == 1  # one-thread workers did run side by side
+    assert max(two_core) == 0  # a worker using all cores ran alone
+
+
+def test_jobs_1_runs_everything_one_at_a_time(monkeypatch) -> None:
+    monkeypatch.setattr(pool_module, "Child", FakeChild)
+    FakeChild.busy = FakeChild.peak = 0
+    finished: list = []
+    Pool(jobs=1).run(fake_tasks([1, 1, 1], 5, finished, []))
+    assert len(finished) == 15 and FakeChild.peak == 1
+
+
+def test_a_worker_that_dies_before_running_anything_fails_its_tasks_units(monkeypatch) -> None:
+    monkeypatch.setattr(pool_module, "Child", FakeChild)
+    finished: list = []
+    failed: list = []
+    Pool(jobs=2).run(fake_tasks([1, 1], 4, finished, failed, crash="t1"))
+    assert len(finished) == 4  # t0's units
+    assert [item[:2] for item in failed] == [("t1", "crashed")] * 4
+    assert "worker exited with code" in failed[0][2]
+
+
+def test_cores_of_a_combination() -> None:
+    assert cores_of({"threads": "1", "cpu_capability": "avx2"}, 4) == 1
+    assert cores_of({"threads": "8"}, 4) == 4  # more threads than cores: alone
+    assert cores_of({"cpu_capability": "avx2"}, 4) == 4  # torch's default: every core
