@@ -28,7 +28,7 @@ from audit.results import write_unavailable  # noqa: E402
 from audit.sources import PackageSources, pip_config_sources, torch_sources  # noqa: E402
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["audit", "report"]
+nox.options.sessions = ["audit", "trace", "report"]
 
 PYPROJECT = nox.project.load_toml("pyproject.toml")
 MATRIX_PATH = Path(os.environ.get("REPRO_AUDIT_MATRIX", "matrices/default.toml"))
@@ -57,13 +57,18 @@ def numpy_pin(entry: matrix_file.TorchVersion) -> list[str]:
     return [f"numpy{entry.numpy}"] if entry.numpy else []
 
 
+# Bytecode: each audit starts several processes that import torch, and without .pyc files
+# every one of them compiles it again (2.5x slower sessions). Compiling all of torch at
+# install (`uv pip install --compile-bytecode`) takes 17 s per version, most of it for
+# modules nothing imports; instead the sessions' commands write the .pyc of what they
+# import, once, even where PYTHONDONTWRITEBYTECODE is set (it is unset for them only).
+WRITE_BYTECODE: dict[str, str | None] = {"PYTHONDONTWRITEBYTECODE": None}
+
+
 def install_torch(session: nox.Session, entry: matrix_file.TorchVersion) -> None:
     """torch (and the numpy it needs) from where the matrix says, then this package."""
     options = install_sources(entry).uv_options()
-    # Compiled bytecode: each audit starts several processes that import torch, and
-    # without .pyc files every one of them recompiles it (measured: 2.5x slower sessions).
-    session.install(*options, "--compile-bytecode", entry.requirement, *entry.packages,
-                    *numpy_pin(entry))
+    session.install(*options, entry.requirement, *entry.packages, *numpy_pin(entry))
     session.install(*options, ".", *numpy_pin(entry))
 
 
@@ -77,7 +82,7 @@ def run_tests(session: nox.Session, entry: matrix_file.TorchVersion) -> None:
     install_torch(session, entry)
     groups = nox.project.dependency_groups(PYPROJECT, "test")
     session.install(*install_sources(entry).uv_options(), *groups, *numpy_pin(entry))
-    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]))
+    session.run("python", "-m", "pytest", *(session.posargs or ["-q"]), env=WRITE_BYTECODE)
 
 
 @nox.session
@@ -88,18 +93,72 @@ def audit(session: nox.Session, torch: str) -> None:
     unavailable = RESULTS / f"torch-{entry.label}-unavailable.jsonl"
     try:
         install_torch(session, entry)
-        session.run("python", "-c", "import torch", silent=True)
+        session.run("python", "-c", "import torch", silent=True, env=WRITE_BYTECODE)
     except nox.command.CommandFailed:
         reason = (f"torch=={entry.version} could not be installed or imported here "
                   f"(source: {entry.source}; see the nox log)")
         write_unavailable(unavailable, entry.version, reason)
         session.skip(reason)
     unavailable.unlink(missing_ok=True)
+    remember_python(session, entry)
     session.run("python", "-m", "audit", "run", "--matrix", str(MATRIX_PATH),
-                "--out", str(RESULTS), *session.posargs)
+                "--out", str(RESULTS), *session.posargs, env=WRITE_BYTECODE)
 
 
 KEPT = Path(os.environ.get("REPRO_AUDIT_KEPT", str(REPORTS / "results")))
+
+
+def pythons_file(session: nox.Session) -> Path:
+    """Where the audit sessions note their venv's python for the trace session."""
+    return session.cache_dir / "audit-pythons.json"
+
+
+def remember_python(session: nox.Session, entry: matrix_file.TorchVersion) -> None:
+    import json
+
+    path = pythons_file(session)
+    known = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    known[entry.label] = str(Path(session.bin) / ("python.exe" if os.name == "nt" else "python"))
+    path.write_text(json.dumps(known, indent=1, sort_keys=True), encoding="utf-8")
+
+
+def jobs_arguments(posargs: list[str]) -> tuple[list[str], list[str]]:
+    """`--jobs N` (or `--jobs=N`) out of the posargs: (those, the rest)."""
+    jobs: list[str] = []
+    rest: list[str] = []
+    arguments = iter(posargs)
+    for argument in arguments:
+        if argument == "--jobs":
+            jobs += [argument, next(arguments, "")]
+        elif argument.startswith("--jobs="):
+            jobs.append(argument)
+        else:
+            rest.append(argument)
+    return jobs, rest
+
+
+@nox.session(venv_backend="none")
+def trace(session: nox.Session) -> None:
+    """Op traces of the outputs that differ across torch versions and machines: under each
+    torch version the audit sessions used, trace its units that differ from the other
+    results (results/ and the kept reports/results/), before the report merges them.
+    Differences along one run's own settings were traced by the audit itself."""
+    import json
+
+    path = pythons_file(session)
+    pythons = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    others = [str(KEPT)] if any(KEPT.glob("*.jsonl*")) else []
+    if not any(RESULTS.rglob("*.jsonl")):
+        session.skip(f"no results under {RESULTS}/: run the audit sessions first")
+    jobs, _ = jobs_arguments(session.posargs)
+    for label in VERSIONS:
+        python = pythons.get(label)
+        if python is None or not Path(python).exists():
+            session.log(f"torch {label}: no audit venv, not traced")
+            continue
+        session.run(python, "-m", "audit", "trace", "--in", str(RESULTS),
+                    "--for", str(RESULTS), *others, "--matrix", str(MATRIX_PATH), *jobs,
+                    env=WRITE_BYTECODE, external=True)
 
 
 @nox.session
@@ -111,7 +170,7 @@ def report(session: nox.Session) -> None:
     if any(RESULTS.rglob("*.jsonl")):  # CI: one folder per job's artifact
         session.run("python", "-m", "audit", "keep", str(RESULTS), "--to", str(KEPT))
     session.run("python", "-m", "audit", "report", str(KEPT), "--out", str(REPORTS),
-                *session.posargs)
+                *jobs_arguments(session.posargs)[1])  # --jobs is the audit's
 
 
 @nox.session

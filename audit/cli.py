@@ -52,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "differing output first diverges (see also `trace --for`)")
     run.add_argument("--trace-all", action="store_true",
                      help="like --trace, but trace every unit, differing or not")
+    run.add_argument("--no-trace", action="store_true",
+                     help="no traces, whatever the matrix says")
     run.add_argument("--jobs", metavar="N",
                      help="cores to keep busy: one-thread settings combinations run side by "
                           "side, those using all cores alone (default: every core here)")

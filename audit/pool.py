@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import IO, Any, Callable
 
 STARTUP_GRACE = 120.0  # seconds a child may take to import torch and load scenarios
-MAX_PARKED = 8  # idle workers kept for a later pass (each holds an imported torch)
+MAX_PARKED = 12  # idle workers kept for a later pass (each holds an imported torch)
 PARK_MEMORY_FREE = 2 * 1024**3  # bytes left available for a worker to be parked
 FIRST_GUESS_SECONDS = 0.5  # a unit's expected run time before any has been measured
 
@@ -204,6 +204,7 @@ class Pool:
         self.lock = threading.Condition()
         self.busy = 0  # cores held by running workers
         self.parked: dict[str, list[Child]] = {}
+        self.warming: set[str] = set()  # keys of parked workers started ahead (prespawn)
         self.seconds: dict[str, list[float]] = {}  # scenario -> measured unit seconds
         self.startups: list[float] = []  # seconds from spawn to ready
         self.threads: list[threading.Thread] = []
@@ -219,6 +220,7 @@ class Pool:
             unused = [child for key in list(self.parked) if key not in wanted
                       for child in self.parked.pop(key)]
             close_all(unused)  # parked workers no task will use
+            self.warming &= set(self.parked)
             while True:
                 self.start_what_fits(tasks)
                 if not any(task.pending or task.running for task in tasks):
@@ -241,8 +243,26 @@ class Pool:
             helped = [task for task in tasks if task.pending and task.running
                       and task.cores <= free and self.worth_helping(task)]
             if not helped:
+                self.prespawn(tasks)
                 return
             self.start(max(helped, key=self.work_left))
+
+    def prespawn(self, tasks: list[Task]) -> None:
+        """Start the worker of the next task that waits for cores, so that it imports torch
+        while the others run (a worker using two threads leaves a core idle much of the
+        time) and starts work the moment cores free up. It runs no unit before it holds
+        its cores: what runs beside a worker is only ever another process's import."""
+        if self.warming:
+            return
+        for task in tasks:
+            key = self.parking_key(task)
+            if task.pending and not task.running and not self.parked.get(key):
+                if sum(map(len, self.parked.values())) < MAX_PARKED:
+                    child = Child(key, task.hooks.environ(task.combo),
+                                  task.hooks.header(task.combo))
+                    self.parked.setdefault(key, []).append(child)
+                    self.warming.add(key)
+                return
 
     @staticmethod
     def parking_key(task: Task) -> str:
@@ -282,6 +302,7 @@ class Pool:
         """Close every parked worker."""
         with self.lock:
             parked, self.parked = self.parked, {}
+            self.warming.clear()
         close_all([child for children in parked.values() for child in children])
 
     def __enter__(self) -> Pool:
@@ -300,6 +321,7 @@ class Pool:
             key = self.parking_key(task)
             idle = self.parked.get(key)
             child = idle.pop() if idle else None
+            self.warming.discard(key)
             if child is None:
                 environ, header = hooks.environ(task.combo), hooks.header(task.combo)
         try:

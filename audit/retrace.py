@@ -54,14 +54,14 @@ def plausibly_here(environment: dict[str, Any]) -> bool:
 
 def missing_traces(files: list[ResultsFile], cells: set[Cell]) -> dict[str, dict[str, str]]:
     """For each file that may be this environment's: {unit key: trace key} it lacks."""
-    from audit.trace import read_traces, traces_path
+    from audit.trace import trace_lines, traces_path
 
     found = {}
     for item in files:
         if not plausibly_here(item.header.get("environment", {})):
             continue
         path = traces_path(item.path)
-        done = read_traces(path) if path.is_file() else {}
+        done = trace_lines(path) if path.is_file() else {}
         need = wanted(cells, str(item.path), done)
         if need:
             found[str(item.path)] = need
@@ -126,7 +126,7 @@ def trace_file(item: ResultsFile, need: dict[str, str], options: TraceOptions) -
     from audit.progress import Progress
     from audit.runner import DEFAULT_TIMEOUT, Plan, Runner
     from audit.scenarios import registry
-    from audit.trace import Trace, read_traces, traces_path, write_traces
+    from audit.trace import trace_line, trace_lines, traces_path, write_trace_lines
 
     registry.load_builtin()
     for path in options.scenario_files:
@@ -142,10 +142,10 @@ def trace_file(item: ResultsFile, need: dict[str, str], options: TraceOptions) -
     devices = list(header.get("devices") or {"cpu": None})
     device_reasons = {device: device_status(device) for device in devices}
     products = [dict(header.get("settings") or {}), *[dict(p) for p in header.get("also", [])]]
-    new: dict[str, Trace] = {}
+    new: dict[str, str] = {}
 
     def keep(key: str, trace: dict[str, Any]) -> None:
-        new[key] = Trace.from_json(trace)
+        new[key] = trace_line(key, trace)
 
     progress = Progress()
     remaining = dict(need)
@@ -166,7 +166,7 @@ def trace_file(item: ResultsFile, need: dict[str, str], options: TraceOptions) -
         progress.close()
         if new:
             path = traces_path(Path(item.path))
-            merged = read_traces(path) if path.is_file() else {}
+            merged = trace_lines(path) if path.is_file() else {}
             merged.update(new)
-            write_traces(path, merged)
+            write_trace_lines(path, merged)
     return len(new)

@@ -73,6 +73,10 @@ class RunOptions:
                     raise UserError(f"--devices: unknown device {device!r} "
                                     f"(known: {', '.join(KNOWN_DEVICES)})")
         options.trace = options.trace or options.trace_all
+        if getattr(args, "no_trace", False):
+            if options.trace_all or getattr(args, "trace", False):
+                raise UserError("--no-trace and --trace / --trace-all contradict each other")
+            options.trace = False
         if getattr(args, "shard", None):
             options.shard = parse_shard(args.shard)
         if args.timeout is not None:
@@ -151,7 +155,7 @@ def run_audit(options: RunOptions) -> str:
     from audit.progress import Progress
     from audit.runner import Plan, Runner
     from audit.scenarios import registry
-    from audit.trace import read_traces, traces_path, write_traces
+    from audit.trace import journal_line, trace_lines, traces_path, write_trace_lines
 
     registry.load_builtin()
     for path in options.scenario_files:
@@ -191,7 +195,7 @@ def run_audit(options: RunOptions) -> str:
             os.fsync(stream.fileno())
 
         def journal_trace(key: str, trace: dict[str, Any]) -> None:
-            traces.write(json.dumps({"key": key, **trace}, sort_keys=True) + "\n")
+            traces.write(journal_line(key, trace) + "\n")
             traces.flush()
 
         rows = list(previous)
@@ -210,7 +214,8 @@ def run_audit(options: RunOptions) -> str:
             for runner in runners:
                 rows += runner.collected
             if options.trace:
-                before = set(read_traces(trace_journal)) if options.resume else set()
+                before = (set(trace_lines(trace_journal))
+                          if options.resume and trace_journal.exists() else set())
                 trace_pass(runners, Source(final.name, environment, rows), before,
                            options.trace_all, device_reasons)
     progress.close()
@@ -219,9 +224,9 @@ def run_audit(options: RunOptions) -> str:
                          **({"also": list(options.also)} if options.also else {}),
                          references={s.name: s.references for s in scenarios if s.references})
     write_atomic(final, header, sorted(rows, key=_row_order))
-    traced_units = read_traces(trace_journal) if trace_journal.exists() else {}
-    if traced_units:
-        write_traces(traces_path(final), traced_units)
+    traced_units = trace_lines(trace_journal) if trace_journal.exists() else {}
+    if traced_units:  # lines as the workers' traces came, never parsed again
+        write_trace_lines(traces_path(final), traced_units)
     journal.unlink(missing_ok=True)
     trace_journal.unlink(missing_ok=True)
     counts = Counter(row["status"] for row in rows)

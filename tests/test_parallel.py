@@ -74,8 +74,7 @@ def test_parallel_digests_equal_serial_ones_for_every_combination(runs) -> None:
 
 
 def test_traces_on_demand_are_those_of_differing_units(runs) -> None:
-    (serial_folder, serial_rows), (parallel_folder, parallel_rows) = (
-        runs["serial"], runs["parallel"])
+    (serial_folder, serial_rows), (parallel_folder, _) = runs["serial"], runs["parallel"]
     serial = read_traces(next(serial_folder.glob("*.traces.jsonl.gz")))
     parallel = read_traces(next(parallel_folder.glob("*.traces.jsonl.gz")))
     scenarios = {json.loads(key)[0] for key in parallel}

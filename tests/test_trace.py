@@ -393,3 +393,25 @@ def test_without_dispatch_modes_tracing_is_unavailable(monkeypatch: pytest.Monke
     monkeypatch.setitem(sys.modules, "torch.utils._python_dispatch", None)
     with pytest.raises(Unavailable, match="TorchDispatchMode"):
         recorder_for()
+
+
+def test_a_traces_file_is_made_from_the_journal_without_parsing_traces(tmp_path: Path) -> None:
+    from audit.trace import journal_line, trace_lines, write_trace_lines
+
+    def function(ctx: Context) -> dict[str, torch.Tensor]:
+        return {"y": ctx.fixed(50).cumsum(0)}
+
+    _, trace = traced(function, Context(device="cpu"))
+    keys = [trace_key("user.f", "cpu", {"threads": str(n)}) for n in (2, 1)]
+    journal = tmp_path / ".run.traces-journal"
+    journal.write_text("".join(journal_line(key, trace.to_json()) + "\n" for key in keys)
+                       + journal_line("torn", trace.to_json())[:-5], encoding="utf-8")
+    lines = trace_lines(journal)
+    assert sorted(lines) == sorted(keys)  # the torn last line is left out
+    with pytest.warns(UserWarning, match="line 3 skipped"):
+        assert set(read_traces(journal)) == set(keys)
+    from_journal, direct = tmp_path / "a.traces.jsonl.gz", tmp_path / "b.traces.jsonl.gz"
+    write_trace_lines(from_journal, lines)
+    write_traces(direct, {key: trace for key in keys})
+    assert from_journal.read_bytes() == direct.read_bytes()
+    assert trace_lines(direct) == lines  # keys found in a traces file's lines too
