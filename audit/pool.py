@@ -247,6 +247,14 @@ class Pool:
                 return
             self.start(max(helped, key=self.work_left))
 
+    def spawn_ahead(self, combo: dict[str, str], environ: dict[str, str],
+                    header: dict[str, Any]) -> None:
+        """Start a worker now for a task of `combo` that a later `run` will have."""
+        key = json.dumps([combo, header], sort_keys=True)  # as parking_key
+        with self.lock:
+            self.parked.setdefault(key, []).append(Child(key, environ, header))
+            self.warming.add(key)
+
     def prespawn(self, tasks: list[Task]) -> None:
         """Start the worker of the next task that waits for cores, so that it imports torch
         while the others run (a worker using two threads leaves a core idle much of the

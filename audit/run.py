@@ -147,11 +147,25 @@ def read_journal(path: Path) -> list[dict[str, Any]]:
 
 def run_audit(options: RunOptions) -> str:
     """Run the plan and write the results file; returns a one-line summary."""
+    from audit.pool import Pool
+    from audit.runner import start_workers
+
+    # One pool for every product and the trace pass: workers run side by side where the
+    # cores allow, and those kept idle after the audit serve the trace pass. The first
+    # ones start now, importing torch while this process does.
+    with Pool(options.jobs, park=options.trace) as pool:
+        start_workers(pool, [options.settings, *options.also], options.scenario_files,
+                      str((options.out / "tensors").resolve()) if options.keep_tensors
+                      else None)
+        return audit_in(pool, options)
+
+
+def audit_in(pool: Any, options: RunOptions) -> str:
+    """`run_audit` with its pool of workers."""
     import torch
 
     from audit.devices import device_status
     from audit.environment import collect, env_id
-    from audit.pool import Pool
     from audit.progress import Progress
     from audit.runner import Plan, Runner
     from audit.scenarios import registry
@@ -199,9 +213,7 @@ def run_audit(options: RunOptions) -> str:
             traces.flush()
 
         rows = list(previous)
-        # One pool for every product and the trace pass: workers run side by side where
-        # the cores allow, and those kept idle after the audit serve the trace pass.
-        with Pool(options.jobs, park=options.trace) as pool:
+        with pool:
             runners, tasks = [], []
             for plan in plans:  # the main product, then each [[settings.also]] one
                 runner = Runner(plan, identity, torch.__version__, progress=progress,

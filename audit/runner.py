@@ -86,6 +86,39 @@ def scenario_devices(scenario: Scenario, devices: list[str]) -> list[str]:
     return [device for device in devices if device in scenario.devices]
 
 
+def worker_environ(combo: dict[str, str]) -> dict[str, str]:
+    """The environment of a worker of a process-settings combination."""
+    environ = package_environ(dict(os.environ))  # the child imports this very package
+    for name, value in process_environ(combo).items():
+        if value is None:
+            environ.pop(name, None)
+        else:
+            environ[name] = value
+    return environ
+
+
+def worker_header(combo: dict[str, str], scenario_files: list[str],
+                  keep_tensors: str | None) -> dict[str, Any]:
+    """The job line a worker of a combination starts with (units follow one by one)."""
+    return {"scenario_files": scenario_files, "process_settings": combo,
+            "keep_tensors": keep_tensors}
+
+
+def start_workers(pool: Pool, products: list[dict[str, list[str]]], scenario_files: list[str],
+                  keep_tensors: str | None) -> None:
+    """Start the workers of the first tasks the pool will run (as many as their cores fit)
+    before this process has imported torch and planned: both import at once."""
+    combos = [combo for settings in products
+              for combo in (list(combinations(settings, PROCESS)) or [{}])]
+    busy = 0
+    for combo in sorted(combos, key=lambda item: cores_of(item, pool.jobs)):
+        busy += cores_of(combo, pool.jobs)
+        if busy > pool.jobs:
+            return
+        pool.spawn_ahead(combo, worker_environ(combo),
+                         worker_header(combo, scenario_files, keep_tensors))
+
+
 class Runner:
     """Executes a plan and returns every row it produced."""
 
@@ -219,17 +252,10 @@ class Runner:
                      ready=self.ready, timeout_of=lambda job: self.timeout_of(job.unit))
 
     def child_environ(self, combo: dict[str, str]) -> dict[str, str]:
-        environ = package_environ(dict(os.environ))  # the child imports this very package
-        for name, value in process_environ(combo).items():
-            if value is None:
-                environ.pop(name, None)
-            else:
-                environ[name] = value
-        return environ
+        return worker_environ(combo)
 
     def child_header(self, combo: dict[str, str]) -> dict[str, Any]:
-        return {"scenario_files": self.plan.scenario_files, "process_settings": combo,
-                "keep_tensors": self.plan.keep_tensors}
+        return worker_header(combo, self.plan.scenario_files, self.plan.keep_tensors)
 
     def ready(self, event: dict[str, Any]) -> None:
         self.missing.update(event.get("missing") or {})

@@ -14,7 +14,7 @@ from audit.scenarios.registry import Unavailable
 
 # Draws of `Context.fixed`, kept per process: every unit runs its scenario two or three
 # times and under several run settings, and drawing the same inputs from RandomState
-# again was a tenth of an audit's time (profiled). Bounded; each caller gets a copy.
+# again was a tenth of an audit's time (profiled). Bounded; callers get a cast or a copy.
 _DRAWS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 DRAW_CACHE_BYTES = 256 * 1024 * 1024
 
@@ -49,10 +49,12 @@ class Context:
         """
         import torch
 
-        tensor = torch.from_numpy(_draw(tuple(shape), seed, kind).copy())
         if dtype is None:
             dtype = torch.int64 if kind == "int" else torch.float32
-        return tensor.to(dtype=dtype).to(self.device)
+        drawn = torch.from_numpy(_draw(tuple(shape), seed, kind))  # the cache's own bytes
+        if drawn.dtype == dtype:  # `to` would hand them out: a copy instead
+            drawn = torch.from_numpy(drawn.numpy().copy())
+        return drawn.to(dtype=dtype).to(self.device)  # a cast makes a tensor of its own
 
     def require(self, condition: bool, reason: str) -> None:
         """Mark the cell `unavailable` with `reason` unless `condition` holds."""
@@ -66,7 +68,7 @@ class Context:
 
 
 def _draw(shape: tuple[int, ...], seed: int, kind: str) -> Any:
-    """The values `Context.fixed` casts (the cached array itself: callers copy it)."""
+    """The values `Context.fixed` casts (the cached array itself: never hand it out)."""
     import numpy as np
 
     key = (shape, seed, kind)
@@ -84,7 +86,6 @@ def _draw(shape: tuple[int, ...], seed: int, kind: str) -> Any:
     else:
         raise ValueError(f"unknown kind {kind!r}")
     values = np.ascontiguousarray(values)
-    values.flags.writeable = False  # a bug that writes to it fails instead of leaking
     if values.nbytes <= DRAW_CACHE_BYTES:
         _DRAWS[key] = values
         while sum(item.nbytes for item in _DRAWS.values()) > DRAW_CACHE_BYTES:
