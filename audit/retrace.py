@@ -38,12 +38,17 @@ class TraceOptions:
     jobs: int | None = None
 
 
-def plausibly_here(environment: dict[str, Any]) -> bool:
-    """Whether results with this environment may be this interpreter's, without torch."""
+def on_this_machine(environment: dict[str, Any]) -> bool:
+    """Whether results with this environment were made on this machine (any torch)."""
     from audit.environment import host
 
     here = host()
-    if any(environment.get(key) != here.get(key) for key in HOST_KEYS):
+    return all(environment.get(key) == here.get(key) for key in HOST_KEYS)
+
+
+def plausibly_here(environment: dict[str, Any]) -> bool:
+    """Whether results with this environment may be this interpreter's, without torch."""
+    if not on_this_machine(environment):
         return False
     try:
         installed = importlib.metadata.version("torch")
@@ -89,10 +94,19 @@ def current_files(options: TraceOptions) -> tuple[list[ResultsFile], set[str]]:
 
 def retrace(options: TraceOptions) -> str:
     """Trace what this environment lacks; returns a one-line summary."""
+    from audit.trace import trace_lines, traces_path
+
     files, own_paths = current_files(options)
     sources = [Source(str(item.path), item.header.get("environment", {}), item.rows)
                for item in files]
-    cells = differing(sources)
+    traced = {str(item.path): set(trace_lines(traces_path(item.path)))
+              for item in files if traces_path(item.path).is_file()}
+    # A cell already traced, or one of this machine's results given to trace (by this
+    # torch or, in its own `trace` step, another), can be one side of an origin.
+    here = {str(item.path) for item in files if str(item.path) in own_paths
+            and on_this_machine(item.header.get("environment", {}))}
+    cells = differing(sources, lambda cell: cell.source in here
+                      or cell.trace in traced.get(cell.source, ()))
     missing = missing_traces([item for item in files if str(item.path) in own_paths], cells)
     if not missing:
         return (f"nothing to trace here: {len(files)} results files, every differing unit "

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from audit.environment import platform_label
 from audit.results import unit_key
@@ -66,8 +66,15 @@ def cell_of(source: str, row: Mapping[str, Any]) -> Cell:
                 unit_key(row["scenario"], row["device"], row.get("settings") or {}))
 
 
-def differing(sources: Iterable[Source]) -> set[Cell]:
-    """Cells on either side of a comparison (as the report pairs them) that differs."""
+def differing(sources: Iterable[Source],
+              traceable: Callable[[Cell], bool] | None = None) -> set[Cell]:
+    """Cells on either side of a comparison (as the report pairs them) that differs.
+
+    With `traceable` (whether a cell has a trace or will get one), a cell is needed only
+    when a cell it differs from is traceable too: an origin needs both sides' traces, so
+    tracing one side of a comparison with results that have none (kept results of a
+    machine that did not trace) would be time spent for nothing.
+    """
     values: list[tuple[str, str, dict[str, str], str, Cell]] = []
     for source in sources:
         platform = platform_label(dict(source.environment)) if source.environment else "unknown"
@@ -104,9 +111,16 @@ def differing(sources: Iterable[Source]) -> set[Cell]:
             context = (scenario, output, *(axes.get(name, NOT_RECORDED) for name in others))
             groups[context][digest].append(cell)
         for by_digest in groups.values():
-            if len(by_digest) > 1:
+            if len(by_digest) < 2:
+                continue
+            if traceable is None:
                 for cells in by_digest.values():
                     needed.update(cells)
+                continue
+            sides = [[cell for cell in cells if traceable(cell)] for cells in by_digest.values()]
+            if sum(1 for side in sides if side) > 1:  # two traceable sides that differ
+                for side in sides:
+                    needed.update(side)
     return needed
 
 

@@ -259,3 +259,60 @@ def test_cores_of_a_combination() -> None:
     assert cores_of({"threads": "1", "cpu_capability": "avx2"}, 4) == 1
     assert cores_of({"threads": "8"}, 4) == 4  # more threads than cores: alone
     assert cores_of({"cpu_capability": "avx2"}, 4) == 4  # torch's default: every core
+
+
+def test_a_side_that_cannot_be_traced_makes_the_other_side_not_needed() -> None:
+    here = [row("a.f", "x", "1", threads="1")]
+    kept = [row("a.f", "x", "2", torch="2.14.1", threads="1")]
+    sources = [Source("here", {}, here), Source("kept", {}, kept)]
+    assert {cell.source for cell in differing(sources)} == {"here", "kept"}
+    assert differing(sources, lambda cell: cell.source == "here") == set()
+    both = differing(sources, lambda cell: True)
+    assert {cell.source for cell in both} == {"here", "kept"}
+
+
+# --- trace --for: differences found only once results of two environments meet ------------
+
+def test_trace_for_traces_the_units_that_differ_from_another_environment(runs, tmp_path) -> None:
+    folder, rows = runs["parallel"]
+    (results,) = folder.glob("*.jsonl")
+    here = tmp_path / "here"
+    here.mkdir()
+    own = here / results.name
+    own.write_bytes(results.read_bytes())
+    # Another environment (torch 9.9) whose seed.manual_seed_246_rand differs in one
+    # settings combination; that scenario holds along this run's axes: never traced yet.
+    lines = results.read_text(encoding="utf-8").splitlines()
+    header = json.loads(lines[0])
+    header["env_id"], header["environment"]["torch"] = "other0123456789a", "9.9.0"
+    changed = None
+    other_rows = []
+    for line in lines[1:]:
+        item = json.loads(line)
+        item["env_id"], item["torch_version"] = "other0123456789a", "9.9.0"
+        if (item["scenario"] == "seed.manual_seed_246_rand" and item["output"] == "first"
+                and item["settings"]["threads"] == "2" and changed in (None, item["settings"])):
+            item["digest"], changed = "0" * 64, item["settings"]
+        other_rows.append(json.dumps(item))
+    other = tmp_path / "other" / "torch-9.9.0-other0123456789a.jsonl"
+    other.parent.mkdir()
+    other.write_text("\n".join([json.dumps(header), *other_rows]) + "\n", encoding="utf-8")
+    key = unit_key("seed.manual_seed_246_rand", "cpu", changed)
+
+    def trace_for(*arguments: str) -> str:
+        completed = subprocess.run(
+            [sys.executable, "-m", "audit", "trace", "--for", str(here), str(other.parent),
+             "--matrix", "matrices/default.toml", *arguments],
+            cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+        assert completed.returncode == 0, completed.stderr
+        return completed.stdout
+
+    # The other side has no traces and is not this run's to trace: nothing to do.
+    assert "nothing to trace" in trace_for("--in", str(here))
+    assert key not in read_traces(next(here.glob("*.traces.jsonl.gz")))
+    # Given as results to trace (same machine): this environment's side is traced.
+    assert "traced 1 of 1 units" in trace_for()
+    traces = read_traces(next(here.glob("*.traces.jsonl.gz")))
+    assert key in traces and len(traces) == len(read_traces(
+        next(folder.glob("*.traces.jsonl.gz")))) + 1
+    assert "nothing to trace" in trace_for()  # done once
