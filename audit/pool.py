@@ -205,6 +205,7 @@ class Pool:
         self.busy = 0  # cores held by running workers
         self.parked: dict[str, list[Child]] = {}
         self.warming: set[str] = set()  # keys of parked workers started ahead (prespawn)
+        self.active: set[Child] = set()  # workers at work now
         self.seconds: dict[str, list[float]] = {}  # scenario -> measured unit seconds
         self.startups: list[float] = []  # seconds from spawn to ready
         self.threads: list[threading.Thread] = []
@@ -307,10 +308,13 @@ class Pool:
         self.lock.notify_all()
 
     def close(self) -> None:
-        """Close every parked worker."""
+        """Close every parked worker; kill those still at work (an interrupted run)."""
         with self.lock:
             parked, self.parked = self.parked, {}
             self.warming.clear()
+            active, self.active = list(self.active), set()
+        for child in active:
+            child.kill()
         close_all([child for children in parked.values() for child in children])
 
     def __enter__(self) -> Pool:
@@ -335,14 +339,23 @@ class Pool:
         try:
             if child is None:
                 child = Child(key, environ, header)
+            with self.lock:
+                self.active.add(child)
             keep = self.work(task, child)
-        except BaseException:
+        except Exception as error:  # noqa: BLE001 - a bug here must not loop forever
             if child is not None:
                 child.kill()
-            with self.lock:
+            with self.lock:  # the task's units are failed, not retried by a fresh worker
+                for job in list(task.pending):
+                    self.done += 1
+                    hooks.failed(job, "crashed", f"runner failed: {type(error).__name__}: "
+                                 f"{error}", {})
+                task.pending.clear()
+                self.active.discard(child)
                 self.release(task)
-            raise
+            return
         with self.lock:
+            self.active.discard(child)
             parked = (keep and self.park and sum(map(len, self.parked.values())) < MAX_PARKED
                       and (memory_available() or PARK_MEMORY_FREE) >= PARK_MEMORY_FREE)
             if parked:
