@@ -106,7 +106,7 @@ def retrace(options: TraceOptions) -> str:
     here = {str(item.path) for item in files if str(item.path) in own_paths
             and on_this_machine(item.header.get("environment", {}))}
     cells = differing(sources, lambda cell: cell.source in here
-                      or cell.trace in traced.get(cell.source, ()))
+                      or cell.trace in traced.get(cell.source, ()), across=True)
     missing = missing_traces([item for item in files if str(item.path) in own_paths], cells)
     if not missing:
         return (f"nothing to trace here: {len(files)} results files, every differing unit "
@@ -184,3 +184,85 @@ def trace_file(item: ResultsFile, need: dict[str, str], options: TraceOptions) -
             merged.update(new)
             write_trace_lines(path, merged)
     return len(new)
+
+
+def trace_pass(runners: list[Any], source: Source, journal: Path, traced: set[str],
+               every: bool, device_reasons: dict[str, str | None]) -> int:
+    """`run --trace`: after the audit, trace the units of `source` whose outputs differ
+    along the run's own axes (every unit with a value when `every`), except those whose
+    trace keys are in `traced`; traces go to the runners' `on_trace` (the run's `journal`).
+    Returns how many units were traced.
+
+    A pass of its own after the audit: a traced run is never one of the audited two. One
+    context per differing pair of values is traced (audit.trace_needs.Selection) and
+    checked with the traces themselves (audit.origin); where a pair's traces give no
+    origin, every other context of it is traced in a second pass, so the report names an
+    origin wherever it would with every unit traced.
+    """
+    from audit import trace_needs
+
+    if every:
+        return run_traces(runners, trace_needs.wanted(trace_needs.every_cell([source]),
+                                                      source.name, traced), device_reasons)
+    selection = trace_needs.Selection(trace_needs.groups_of([source]))
+    done = set(traced)
+    count = 0
+    checked = Checker(source.name, journal)
+    while True:
+        need = trace_needs.wanted(selection.cells(), source.name, done)
+        count += run_traces(runners, need, device_reasons)
+        done |= set(need.values())
+        moved = False
+        for key, a, b in selection.checks():
+            if checked.origin(a, b, key[1]):
+                selection.resolved(key)
+            else:
+                moved = selection.more(key) or moved
+        if not moved:
+            return count
+
+
+def run_traces(runners: list[Any], wanted: dict[str, str],
+               device_reasons: dict[str, str | None]) -> int:
+    """Traced runs of `wanted` ({unit key as requested: trace key}), by the runner of each
+    unit's product, in one pass of their shared pool."""
+    remaining = dict(wanted)
+    tasks = []
+    for runner in runners:
+        mine = {key: remaining.pop(key) for key in list(remaining) if key in runner.by_key}
+        tasks += runner.trace_tasks(mine, device_reasons)
+    if not tasks:
+        return 0
+    runners[0].pool.run(tasks)
+    return sum(runner.traced for runner in runners)
+
+
+class Checker:
+    """Whether two cells' traces (read from a run's traces journal) give an origin."""
+
+    def __init__(self, source: str, journal: Path) -> None:
+        from audit.origin import Origins
+
+        self.source, self.journal = source, journal
+        self.origins = Origins()
+        self.origins.files[source] = {}
+        self.lines: dict[str, str] = {}
+
+    def origin(self, a: Any, b: Any, output: str) -> bool:
+        """Cells `a` and `b` (audit.trace_needs.Member) of one output."""
+        import json
+
+        from audit.trace import Trace, trace_lines
+
+        traces = self.origins.files[self.source]
+        for member in (a, b):
+            key = member.cell.trace
+            if key not in traces:
+                if key not in self.lines and self.journal.exists():
+                    self.lines = trace_lines(self.journal)
+                if key not in self.lines:
+                    return False  # not traced (the traced run failed): no origin here
+                traces[key] = Trace.from_json(json.loads(self.lines[key]))
+        found = self.origins.between((self.source, a.cell.trace), (self.source, b.cell.trace),
+                                     output, (a.digest, b.digest))
+        return bool(found)

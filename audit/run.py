@@ -167,6 +167,7 @@ def audit_in(pool: Any, options: RunOptions) -> str:
     from audit.devices import device_status
     from audit.environment import collect, env_id
     from audit.progress import Progress
+    from audit.retrace import trace_pass
     from audit.runner import Plan, Runner
     from audit.scenarios import registry
     from audit.trace import journal_line, trace_lines, traces_path, write_trace_lines
@@ -228,8 +229,8 @@ def audit_in(pool: Any, options: RunOptions) -> str:
             if options.trace:
                 before = (set(trace_lines(trace_journal))
                           if options.resume and trace_journal.exists() else set())
-                trace_pass(runners, Source(final.name, environment, rows), before,
-                           options.trace_all, device_reasons)
+                trace_pass(runners, Source(final.name, environment, rows), trace_journal,
+                           before, options.trace_all, device_reasons)
     progress.close()
     header = make_header(environment, identity, devices={d: r for d, r in device_reasons.items()},
                          selection=[s.name for s in scenarios], settings=options.settings,
@@ -248,28 +249,6 @@ def audit_in(pool: Any, options: RunOptions) -> str:
                    if traced_units else "")
     return (f"wrote {len(rows)} rows to {final} ({parts}; {not_repeatable} not repeatable "
             f"run to run{traced_note})")
-
-
-def trace_pass(runners: list[Any], source: Source, traced: set[str], every: bool,
-               device_reasons: dict[str, str | None]) -> int:
-    """Trace the units of `source` whose outputs differ along its own axes (every unit with
-    a value when `every`), except those in `traced`; returns how many were traced.
-
-    A pass of its own after the audit: the traced run is never one of the audited two.
-    Differences across torch versions and machines are known only once results are
-    merged: `repro-audit trace --for` (audit.retrace) traces those.
-    """
-    from audit import trace_needs
-
-    cells = trace_needs.every_cell([source]) if every else trace_needs.differing([source])
-    remaining = trace_needs.wanted(cells, source.name, traced)
-    tasks = []
-    for runner in runners:  # each product traces the units it planned
-        mine = {key: remaining.pop(key) for key in list(remaining) if key in runner.by_key}
-        tasks += runner.trace_tasks(mine, device_reasons)
-    if tasks:
-        runners[0].pool.run(tasks)
-    return sum(runner.traced for runner in runners)
 
 
 def _row_order(row: dict[str, Any]) -> str:

@@ -66,15 +66,51 @@ def cell_of(source: str, row: Mapping[str, Any]) -> Cell:
                 unit_key(row["scenario"], row["device"], row.get("settings") or {}))
 
 
-def differing(sources: Iterable[Source],
-              traceable: Callable[[Cell], bool] | None = None) -> set[Cell]:
-    """Cells on either side of a comparison (as the report pairs them) that differs.
+@dataclass(frozen=True)
+class Member:
+    """A cell in a group of cells that the report compares along one axis."""
 
-    With `traceable` (whether a cell has a trace or will get one), a cell is needed only
-    when a cell it differs from is traceable too: an origin needs both sides' traces, so
-    tracing one side of a comparison with results that have none (kept results of a
-    machine that did not trace) would be time spent for nothing.
-    """
+    value: str  # its value on that axis
+    digest: str  # its output's digest
+    cell: Cell
+
+
+@dataclass(frozen=True)
+class Group:
+    """Cells of one output that differ only along `axis`, with at least two digests."""
+
+    scenario: str
+    output: str
+    axis: str
+    rank: tuple[Any, ...]  # how reference-like its context is (smaller: more)
+    members: tuple[Member, ...]
+
+    def pairs(self) -> set[tuple[str, str]]:
+        """Pairs of axis values whose digests differ here, each (smaller, larger)."""
+        found = set()
+        for a in self.members:
+            for b in self.members:
+                if a.value < b.value and a.digest != b.digest:
+                    found.add((a.value, b.value))
+        return found
+
+    def cells(self) -> set[Cell]:
+        return {member.cell for member in self.members}
+
+
+def _rank(name: str, value: str) -> tuple[Any, ...]:
+    """Order of a context value: numbers as numbers, a setting's values as it lists them
+    (its default first), so that contexts like the report's references come first."""
+    if value.isdigit():
+        return (0, int(value), value)
+    setting = SETTINGS.get(name[len("setting:"):]) if name.startswith("setting:") else None
+    if setting is not None and setting.values and value in setting.values:
+        return (1, setting.values.index(value), value)
+    return (2, 0, value)
+
+
+def groups_of(sources: Iterable[Source]) -> list[Group]:
+    """Every group of cells the report compares along one axis whose digests differ."""
     values: list[tuple[str, str, dict[str, str], str, Cell]] = []
     for source in sources:
         platform = platform_label(dict(source.environment)) if source.environment else "unknown"
@@ -101,27 +137,105 @@ def differing(sources: Iterable[Source],
     names = sorted(axis for axis, found in seen.items() if len(found) > 1)
     device_only = {f"setting:{name}" for name, setting in SETTINGS.items()
                    if setting.devices is not None}
-    needed: set[Cell] = set()
+    found: list[Group] = []
     for axis in names:
         others = [name for name in names
                   if name != axis and not (axis == "device" and name in device_only)]
-        groups: dict[tuple[Any, ...], dict[str, list[Cell]]] = defaultdict(
-            lambda: defaultdict(list))
+        groups: dict[tuple[Any, ...], list[Member]] = defaultdict(list)
         for scenario, output, axes, digest, cell in values:
             context = (scenario, output, *(axes.get(name, NOT_RECORDED) for name in others))
-            groups[context][digest].append(cell)
-        for by_digest in groups.values():
-            if len(by_digest) < 2:
-                continue
-            if traceable is None:
-                for cells in by_digest.values():
-                    needed.update(cells)
-                continue
-            sides = [[cell for cell in cells if traceable(cell)] for cells in by_digest.values()]
-            if sum(1 for side in sides if side) > 1:  # two traceable sides that differ
-                for side in sides:
-                    needed.update(side)
+            groups[context].append(Member(axes.get(axis, NOT_RECORDED), digest, cell))
+        for context, members in groups.items():
+            if len({member.digest for member in members}) > 1:
+                rank = tuple(_rank(name, value) for name, value in zip(others, context[2:]))
+                found.append(Group(context[0], context[1], axis, rank, tuple(members)))
+    return found
+
+
+def differing(sources: Iterable[Source],
+              traceable: Callable[[Cell], bool] | None = None,
+              across: bool = False) -> set[Cell]:
+    """Cells on either side of a comparison (as the report pairs them) that differs.
+
+    With `traceable` (whether a cell has a trace or will get one), a cell is needed only
+    when a cell it differs from is traceable too: an origin needs both sides' traces, so
+    tracing one side of a comparison with results that have none (kept results of a
+    machine that did not trace) would be time spent for nothing. With `across`, only
+    comparisons between sources count (those within one are its run's to trace).
+    """
+    needed: set[Cell] = set()
+    for group in groups_of(sources):
+        if across and len({member.cell.source for member in group.members}) < 2:
+            continue
+        if traceable is None:
+            needed |= group.cells()
+            continue
+        sides: dict[str, list[Cell]] = defaultdict(list)
+        for member in group.members:
+            if traceable(member.cell):
+                sides[member.digest].append(member.cell)
+        if len(sides) > 1:  # two traceable sides that differ
+            for cells in sides.values():
+                needed.update(cells)
     return needed
+
+
+class Selection:
+    """Fewer traces for the same origins: one group per pair of values, not every group.
+
+    The report shows, for an output at one axis value, the origin of the first differing
+    pair of cells (in any context of the other axes) whose traces give one. So one context
+    per pair of values that differ is enough, as long as its traces give an origin; where
+    they do not, every other context of that pair is traced (`more`), as with every unit
+    traced. Contexts like the report's references come first, so that one
+    unit's trace serves the pairs of several axes (and a two-thread unit, which runs alone,
+    is traced only where the thread count itself is compared).
+    """
+
+    def __init__(self, groups: list[Group]) -> None:
+        self.by_pair: dict[tuple[str, str, str, tuple[str, str]], list[Group]] = \
+            defaultdict(list)
+        for group in sorted(groups, key=lambda item: item.rank):
+            for pair in group.pairs():
+                self.by_pair[(group.scenario, group.output, group.axis, pair)].append(group)
+        self.chosen: dict[tuple[str, str, str, tuple[str, str]], int] = {
+            key: 0 for key in self.by_pair}  # index of the group each pair is checked in
+        self.done: set[tuple[str, str, str, tuple[str, str]]] = set()
+
+    def cells(self) -> set[Cell]:
+        """Every cell of the groups chosen so far."""
+        found: set[Cell] = set()
+        for key, index in self.chosen.items():
+            for group in self.by_pair[key][:index + 1]:
+                found |= group.cells()
+        return found
+
+    def checks(self) -> list[tuple[tuple[str, str, str, tuple[str, str]], Member, Member]]:
+        """For each pair not yet known to have an origin: its two cells in the group it is
+        checked in now."""
+        found = []
+        for key, index in self.chosen.items():
+            if key in self.done:
+                continue
+            group = self.by_pair[key][index]
+            first, second = key[3]
+            a, b = next((a, b) for a in group.members for b in group.members
+                        if a.value == first and b.value == second and a.digest != b.digest)
+            found.append((key, a, b))
+        return found
+
+    def resolved(self, key: tuple[str, str, str, tuple[str, str]]) -> None:
+        self.done.add(key)
+
+    def more(self, key: tuple[str, str, str, tuple[str, str]]) -> bool:
+        """The pair had no origin where checked: trace every other group of it, as if all
+        were traced (one more pass, not one per group: a pair without an origin in one
+        context mostly has none in any). False when there is no other group."""
+        self.done.add(key)
+        if self.chosen[key] + 1 >= len(self.by_pair[key]):
+            return False
+        self.chosen[key] = len(self.by_pair[key]) - 1
+        return True
 
 
 def every_cell(sources: Iterable[Source]) -> set[Cell]:
