@@ -137,6 +137,17 @@ def jobs_arguments(posargs: list[str]) -> tuple[list[str], list[str]]:
     return jobs, rest
 
 
+def pending_versions(paths: list[str]) -> set[str] | None:
+    """Torch versions whose results lack traces the trace step would add, found here
+    without torch (None: not known here, e.g. without numpy: every version is asked)."""
+    try:
+        from audit.retrace import TraceOptions, pending_torch_versions
+
+        return pending_torch_versions(TraceOptions(paths=paths, own=[str(RESULTS)]))
+    except ImportError:
+        return None
+
+
 @nox.session(venv_backend="none")
 def trace(session: nox.Session) -> None:
     """Op traces of the outputs that differ across torch versions and machines: under each
@@ -151,10 +162,15 @@ def trace(session: nox.Session) -> None:
     if not any(RESULTS.rglob("*.jsonl")):
         session.skip(f"no results under {RESULTS}/: run the audit sessions first")
     jobs, _ = jobs_arguments(session.posargs)
-    for label in VERSIONS:
+    pending = pending_versions([str(RESULTS), *others])
+    for label, entry in VERSIONS.items():
         python = pythons.get(label)
         if python is None or not Path(python).exists():
             session.log(f"torch {label}: no audit venv, not traced")
+            continue
+        if pending is not None and not any(version.split("+")[0] == entry.version.split("+")[0]
+                                           for version in pending):
+            session.log(f"torch {label}: nothing to trace")
             continue
         session.run(python, "-m", "audit", "trace", "--in", str(RESULTS),
                     "--for", str(RESULTS), *others, "--matrix", str(MATRIX_PATH), *jobs,

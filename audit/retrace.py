@@ -57,13 +57,16 @@ def plausibly_here(environment: dict[str, Any]) -> bool:
     return str(environment.get("torch", "")).split("+")[0] == installed.split("+")[0]
 
 
-def missing_traces(files: list[ResultsFile], cells: set[Cell]) -> dict[str, dict[str, str]]:
-    """For each file that may be this environment's: {unit key: trace key} it lacks."""
+def missing_traces(files: list[ResultsFile], cells: set[Cell], any_torch: bool = False
+                   ) -> dict[str, dict[str, str]]:
+    """For each file that may be this environment's (`any_torch`: this machine's, whatever
+    its torch): {unit key: trace key} it lacks."""
     from audit.trace import trace_lines, traces_path
 
     found = {}
     for item in files:
-        if not plausibly_here(item.header.get("environment", {})):
+        environment = item.header.get("environment", {})
+        if not (on_this_machine(environment) if any_torch else plausibly_here(environment)):
             continue
         path = traces_path(item.path)
         done = trace_lines(path) if path.is_file() else {}
@@ -92,8 +95,9 @@ def current_files(options: TraceOptions) -> tuple[list[ResultsFile], set[str]]:
              if str(item.path) in own or identity_of(item.header) not in current], own)
 
 
-def retrace(options: TraceOptions) -> str:
-    """Trace what this environment lacks; returns a one-line summary."""
+def work(options: TraceOptions, any_torch: bool = False
+         ) -> tuple[list[ResultsFile], set[str], dict[str, dict[str, str]]]:
+    """The files, those to trace in, and what each of those lacks (torch-free)."""
     from audit.trace import trace_lines, traces_path
 
     files, own_paths = current_files(options)
@@ -107,7 +111,23 @@ def retrace(options: TraceOptions) -> str:
             and on_this_machine(item.header.get("environment", {}))}
     cells = differing(sources, lambda cell: cell.source in here
                       or cell.trace in traced.get(cell.source, ()), across=True)
-    missing = missing_traces([item for item in files if str(item.path) in own_paths], cells)
+    missing = missing_traces([item for item in files if str(item.path) in own_paths], cells,
+                             any_torch)
+    return files, own_paths, missing
+
+
+def pending_torch_versions(options: TraceOptions) -> set[str]:
+    """Torch versions (as results record them) of this machine whose results lack traces
+    that `trace` would add: nox runs the trace step only under those, and needs no torch
+    to find them."""
+    files, _, missing = work(options, any_torch=True)
+    return {str(item.header.get("environment", {}).get("torch", ""))
+            for item in files if str(item.path) in missing}
+
+
+def retrace(options: TraceOptions) -> str:
+    """Trace what this environment lacks; returns a one-line summary."""
+    files, own_paths, missing = work(options)
     if not missing:
         return (f"nothing to trace here: {len(files)} results files, every differing unit "
                 f"of this environment already traced")

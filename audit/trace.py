@@ -32,7 +32,8 @@ the tensor first hashed lives and no op has written that storage. Writes that by
 dispatcher (through `.numpy()`, another process) are not seen.
 Non-materialisable tensors (meta, some subclasses) get the digest None.
 
-This module imports torch only to record: traces are read and compared without it.
+This module imports torch (and numpy) only to record: traces are read and compared without
+them, and traces files are found and sorted with nothing but the standard library.
 """
 
 from __future__ import annotations
@@ -51,12 +52,12 @@ import sysconfig
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
-
-import numpy as np
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from audit.results import TRACES_SUFFIX, unit_key
-from audit.sample import Sample
+
+if TYPE_CHECKING:
+    from audit.sample import Sample
 
 FORMAT = "repro-audit-trace/1"
 DIGEST_CHARS = 32  # 128 bits of the canonical BLAKE3 digest: ample to tell values apart
@@ -397,6 +398,8 @@ def sample_positions(count: int) -> tuple[int, ...] | None:
     """Flat positions a trace keeps of `count` elements (None: all of them)."""
     if count <= SAMPLE_SIZE:
         return None
+    import numpy as np
+
     return tuple(np.unique(np.rint(np.linspace(0, count - 1, SAMPLE_SIZE)).astype(np.int64))
                  .tolist())
 
@@ -420,6 +423,7 @@ def _sample(parts: list[Any]) -> dict[str, Any]:
 
 def sample_of(stored: Any) -> Sample | None:
     """The `audit.sample.Sample` a trace event stored (None where it kept none)."""
+    from audit.sample import Sample
     if not isinstance(stored, Mapping):
         return None
     positions = sample_positions(int(stored["of"]))
@@ -428,6 +432,7 @@ def sample_of(stored: Any) -> Sample | None:
 
 
 def _make_recorder_class(base: type) -> type:
+    import numpy as np
     import torch
     from torch.utils._pytree import tree_flatten
 
