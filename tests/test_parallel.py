@@ -31,27 +31,36 @@ ROOT = Path(__file__).resolve().parent.parent
 SELECTION = ("ops.layer_norm", "init.conv", "seed.manual_seed_246_rand")
 
 
-def audit_run(out: Path, *arguments: str) -> tuple[dict, list[dict]]:
+def audit_command(out: Path, *arguments: str) -> list[str]:
     select = [item for name in SELECTION for item in ("--select", name)]
-    completed = subprocess.run(
-        [sys.executable, "-m", "audit", "run", "--matrix", "matrices/default.toml", *select,
-         "--devices", "cpu", "--out", str(out), *arguments],
-        cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
-    assert completed.returncode == 0, completed.stderr
+    return [sys.executable, "-m", "audit", "run", "--matrix", "matrices/default.toml", *select,
+            "--devices", "cpu", "--out", str(out), *arguments]
+
+
+def read_rows(out: Path) -> list[dict]:
     (results,) = out.glob("*.jsonl")
-    lines = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
-    return lines[0], lines[1:]
+    return [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()[1:]]
 
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list[dict]]]:
-    """The serial run with every unit traced, and a parallel one tracing on demand."""
+    """The serial run with every unit traced, and a parallel one tracing on demand.
+
+    Both run at once: the serial one keeps one core busy, the other takes the rest, and
+    neither may change the other's results (which is what is checked).
+    """
     folder = tmp_path_factory.mktemp("parallel")
+    variants = {"serial": ("--jobs", "1", "--trace-all"),
+                "parallel": ("--jobs", "3")}  # the matrix says trace = true: on demand
+    children = {name: subprocess.Popen(audit_command(folder / name, *arguments), cwd=ROOT,
+                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True)
+                for name, arguments in variants.items()}
     found = {}
-    for name, arguments in (("serial", ("--jobs", "1", "--trace-all")),
-                            ("parallel", ("--jobs", "3"))):  # matrix: trace = true
-        _, rows = audit_run(folder / name, *arguments)
-        found[name] = (folder / name, rows)
+    for name, child in children.items():
+        _, stderr = child.communicate(timeout=600)
+        assert child.returncode == 0, stderr
+        found[name] = (folder / name, read_rows(folder / name))
     return found
 
 
