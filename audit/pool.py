@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from audit.forkserver import ForkedProcess, ForkServers
+
 STARTUP_GRACE = 120.0  # seconds a child may take to import torch and load scenarios
 MAX_PARKED = 12  # idle workers kept for a later pass (each holds an imported torch)
 PARK_MEMORY_FREE = 2 * 1024**3  # bytes left available for a worker to be parked
@@ -106,30 +108,59 @@ def cores_of(combo: dict[str, str], jobs: int) -> int:
 
 class Child:
     """One worker process: the job line sent at start, units sent one at a time, events read
-    by a thread of its own into a queue (None when its output closes)."""
+    by a thread of its own into a queue (None when its output closes).
 
-    def __init__(self, task_key: str, environ: dict[str, str], header: dict[str, Any]) -> None:
+    The process is forked by a fork server of the pool (audit.forkserver) where one can
+    serve it, else started fresh (`python -m audit.worker`). Either way that happens in the
+    child's own thread, so that creating a Child never waits for a server that is still
+    importing torch; whatever touches the process waits until it exists."""
+
+    def __init__(self, task_key: str, environ: dict[str, str], header: dict[str, Any],
+                 servers: ForkServers | None = None) -> None:
         self.task_key = task_key
         self.stderr: IO[bytes] = tempfile.TemporaryFile(mode="w+b")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "audit.worker"], stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE, stderr=self.stderr, env=environ)
         self.events: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.effective: dict[str, str] | None = None  # process settings, from "ready"
         self.ran = 0  # units it finished
         self.spawned = time.monotonic()
-        assert self.process.stdout is not None
-        threading.Thread(target=_read_events, args=(self.process.stdout, self.events),
+        self.forked = False  # whether a fork server started it
+        self._process: subprocess.Popen[bytes] | ForkedProcess | None = None
+        self._launched = threading.Event()
+        threading.Thread(target=self._launch, args=(environ, header, servers),
                          daemon=True).start()
+
+    def _launch(self, environ: dict[str, str], header: dict[str, Any],
+                servers: ForkServers | None) -> None:
+        try:
+            forked = servers.spawn(environ, self.stderr) if servers is not None else None
+            self.forked = forked is not None
+            self._process = forked or subprocess.Popen(
+                [sys.executable, "-m", "audit.worker"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=self.stderr, env=environ)
+        except Exception as error:  # noqa: BLE001 - reported as the worker's failure
+            self.events.put({"event": "fatal", "error": f"worker not started: {error}"})
+            self.events.put(None)
+            return
+        finally:
+            self._launched.set()
         self.send(header)
+        assert self._process.stdout is not None
+        _read_events(self._process.stdout, self.events)
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | ForkedProcess | None:
+        """The worker process, once started (None: it could not be)."""
+        self._launched.wait()
+        return self._process
 
     def send(self, message: dict[str, Any]) -> bool:
         """Write one line to the child; False when it is gone."""
         try:
-            assert self.process.stdin is not None
-            self.process.stdin.write(json.dumps(message).encode() + b"\n")
-            self.process.stdin.flush()
-        except (BrokenPipeError, OSError, ValueError):
+            process = self.process
+            assert process is not None and process.stdin is not None
+            process.stdin.write(json.dumps(message).encode() + b"\n")
+            process.stdin.flush()
+        except (AssertionError, BrokenPipeError, OSError, ValueError):
             return False
         return True
 
@@ -139,27 +170,34 @@ class Child:
 
     def close(self, wait: bool = True) -> None:
         """No more units: the worker finishes and exits (`wait`: wait for it, see `reap`)."""
+        process = self.process
         with contextlib.suppress(OSError, ValueError):
-            assert self.process.stdin is not None
-            self.process.stdin.close()
+            if process is not None and process.stdin is not None:
+                process.stdin.close()
         if wait:
             self.reap()
 
     def reap(self) -> None:
+        process = self.process
         try:
-            self.process.wait(timeout=60)
+            if process is not None:
+                process.wait(timeout=60)
         except subprocess.TimeoutExpired:
             self.kill()
         self.stderr.close()
 
     def kill(self) -> None:
-        self.process.kill()
+        process = self.process
+        if process is None:
+            return
+        process.kill()
         with contextlib.suppress(subprocess.TimeoutExpired):
-            self.process.wait(timeout=30)
+            process.wait(timeout=30)
 
     def exit_message(self) -> str:
         """'worker exited with code N: <last line of its stderr>' (after it ended)."""
-        code = self.process.wait()
+        process = self.process
+        code = process.wait() if process is not None else "none (not started)"
         self.stderr.seek(0)
         tail = self.stderr.read()[-2000:].decode("utf-8", "replace").strip()
         last_line = tail.splitlines()[-1] if tail else ""
@@ -209,6 +247,7 @@ class Pool:
         self.seconds: dict[str, list[float]] = {}  # scenario -> measured unit seconds
         self.startups: list[float] = []  # seconds from spawn to ready
         self.threads: list[threading.Thread] = []
+        self.servers = ForkServers()  # workers forked from a process that imported torch
 
     # --- the scheduler --------------------------------------------------------------------
 
@@ -253,7 +292,7 @@ class Pool:
         """Start a worker now for a task of `combo` that a later `run` will have."""
         key = json.dumps([combo, header], sort_keys=True)  # as parking_key
         with self.lock:
-            self.parked.setdefault(key, []).append(Child(key, environ, header))
+            self.parked.setdefault(key, []).append(Child(key, environ, header, self.servers))
             self.warming.add(key)
 
     def prespawn(self, tasks: list[Task]) -> None:
@@ -268,7 +307,7 @@ class Pool:
             if task.pending and not task.running and not self.parked.get(key):
                 if sum(map(len, self.parked.values())) < MAX_PARKED:
                     child = Child(key, task.hooks.environ(task.combo),
-                                  task.hooks.header(task.combo))
+                                  task.hooks.header(task.combo), self.servers)
                     self.parked.setdefault(key, []).append(child)
                     self.warming.add(key)
                 return
@@ -316,6 +355,7 @@ class Pool:
         for child in active:
             child.kill()
         close_all([child for children in parked.values() for child in children])
+        self.servers.close()
 
     def __enter__(self) -> Pool:
         return self
@@ -338,7 +378,7 @@ class Pool:
                 environ, header = hooks.environ(task.combo), hooks.header(task.combo)
         try:
             if child is None:
-                child = Child(key, environ, header)
+                child = Child(key, environ, header, self.servers)
             with self.lock:
                 self.active.add(child)
             keep = self.work(task, child)

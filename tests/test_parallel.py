@@ -1,7 +1,8 @@
 """Workers side by side (audit.pool) and traces on demand (audit.trace_needs, run --trace).
 
 End to end: the default matrix on a small selection, run serially with every unit traced
-and in parallel with traces on demand, gives the same digest for every output of every
+(fresh worker processes) and in parallel with traces on demand (workers forked from a
+server that imported torch, audit.forkserver), gives the same digest for every output of every
 settings combination, and a report naming an origin for the same differing outputs (the
 origin may come from another context of the other axes, so its distance may differ).
 """
@@ -9,6 +10,7 @@ origin may come from another context of the other axes, so its distance may diff
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -52,9 +54,12 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list
     folder = tmp_path_factory.mktemp("parallel")
     variants = {"serial": ("--jobs", "1", "--trace-all"),
                 "parallel": ("--jobs", "3")}  # the matrix says trace = true: on demand
+    # The serial run's workers are fresh processes, the parallel run's are forked from a
+    # server that imported torch (audit.forkserver, where supported).
+    environs = {"serial": {**os.environ, "REPRO_AUDIT_FORK": "0"}, "parallel": None}
     children = {name: subprocess.Popen(audit_command(folder / name, *arguments), cwd=ROOT,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True)
+                                       text=True, env=environs[name])
                 for name, arguments in variants.items()}
     found = {}
     for name, child in children.items():
@@ -181,7 +186,8 @@ class FakeChild:
     lock = threading.Lock()
     log: list[tuple[str, int]] = []  # (combo, cores) of each job as it started
 
-    def __init__(self, task_key: str, environ: dict[str, str], header: dict[str, Any]) -> None:
+    def __init__(self, task_key: str, environ: dict[str, str], header: dict[str, Any],
+                 servers: Any = None) -> None:
         self.task_key, self.cores = task_key, int(environ["CORES"])
         self.events: deque[dict[str, Any] | None] = deque([{"event": "ready", "effective": {}}])
         self.effective: dict[str, str] | None = None
