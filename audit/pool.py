@@ -1,10 +1,11 @@
 """Worker processes side by side, as many as the cores allow, none changing another's results.
 
 A *task* is one process-settings combination and the queue of its units (audit.runner).
-Its workers are `python -m audit.worker` children started with that combination in their
-environment; each takes the next unit of its task's queue when it is free, so one worker
-serves every run-settings combination of its process combination, and a second worker of
-the same task can share the queue when cores are free and enough work is left.
+Its workers are children with that combination in their environment, forked from a fork
+server that has imported torch (audit.forkserver) or started as `python -m audit.worker`;
+each takes the next unit of its task's queue when it is free, so one worker serves every
+run-settings combination of its process combination, and a second worker of the same task
+can share the queue when cores are free and enough work is left.
 
 Cores: a task's workers each use as many cores as its `threads` setting says (all of them
 when threads is not chosen: torch then starts one thread per core). Workers run at once

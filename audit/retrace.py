@@ -270,9 +270,8 @@ class Checker:
 
     def origin(self, a: Any, b: Any, output: str) -> bool:
         """Cells `a` and `b` (audit.trace_needs.Member) of one output."""
-        import json
 
-        from audit.trace import Trace, trace_lines
+        from audit.trace import decode_trace_line, trace_lines
 
         traces = self.origins.files[self.source]
         for member in (a, b):
@@ -282,7 +281,7 @@ class Checker:
                     self.lines = trace_lines(self.journal)
                 if key not in self.lines:
                     return False  # not traced (the traced run failed): no origin here
-                traces[key] = Trace.from_json(json.loads(self.lines[key]))
+                traces[key] = decode_trace_line(self.lines[key])[1]
         found = self.origins.between((self.source, a.cell.trace), (self.source, b.cell.trace),
                                      output, (a.digest, b.digest))
         return bool(found)

@@ -236,6 +236,56 @@ def trace_lines(path: Path) -> dict[str, str]:
     return lines
 
 
+@dataclass
+class _TraceLine:
+    """A traces file line as msgspec decodes it (typed, in C): the key and the trace."""
+
+    key: Any
+    format: str = ""
+    torch: str = ""
+    truncated: bool = False
+    skipped: int = 0
+    views: dict[str, str] = field(default_factory=dict)
+    events: list[Event] = field(default_factory=list)
+
+    def trace(self) -> Trace:
+        if self.format != FORMAT:
+            raise ValueError(f"not a trace of format {FORMAT}: {self.format!r}")
+        return Trace(events=self.events, views=self.views, torch=self.torch,
+                     truncated=self.truncated, skipped=self.skipped)
+
+
+@functools.cache
+def _line_decoder() -> Callable[[str], tuple[str, Trace]] | None:
+    """A typed msgspec decoder of trace lines (in C: 10x faster than json plus `from_json`,
+    which took 3 of the report's 8 s), None without msgspec (the `report` extra) or where
+    it cannot read the annotations (Python < 3.10)."""
+    try:
+        import msgspec
+
+        decoder = msgspec.json.Decoder(_TraceLine)
+    except Exception:  # noqa: BLE001 - the standard library reads the same lines
+        return None
+
+    def decode(line: str) -> tuple[str, Trace]:
+        try:
+            record = decoder.decode(line)
+        except msgspec.MsgspecError as error:
+            raise ValueError(str(error)) from error
+        return str(record.key), record.trace()
+
+    return decode
+
+
+def decode_trace_line(line: str) -> tuple[str, Trace]:
+    """(key, trace) of one line of a traces file (`trace_line`); ValueError if it is none."""
+    decode = _line_decoder()
+    if decode is not None:
+        return decode(line)
+    record = json.loads(line)
+    return str(record["key"]), Trace.from_json(record)
+
+
 def read_traces(path: Path) -> dict[str, Trace]:
     """Traces by key, from a traces file or a plain JSON Lines journal of them.
 
@@ -255,8 +305,8 @@ def read_traces(path: Path) -> dict[str, Trace]:
                 try:
                     if line.startswith('"'):  # a journal line (journal_line)
                         line = line.partition("\t")[2]
-                    record = json.loads(line)
-                    traces[str(record["key"])] = Trace.from_json(record)
+                    key, trace = decode_trace_line(line)
+                    traces[key] = trace
                 except (ValueError, KeyError, TypeError) as error:
                     warnings.warn(f"{path}: line {number} skipped ({error})", stacklevel=2)
     except (EOFError, OSError) as error:

@@ -389,6 +389,35 @@ def test_traces_round_trip_and_corrupt_lines_are_skipped(tmp_path: Path) -> None
         assert len(read_traces(path)) == 1
 
 
+def test_msgspec_and_the_standard_library_decode_trace_lines_alike(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from audit import trace as trace_module
+    from audit.trace import decode_trace_line, trace_line
+
+    pytest.importorskip("msgspec")
+
+    def function(ctx: Context) -> dict[str, torch.Tensor]:
+        x = ctx.fixed(200)
+        ctx.checkpoint("sorted", x.sort().values)
+        return {"y": (x * 3).cumsum(0), "i": x.argmax(), "v": x[::2]}
+
+    _, trace = traced(function, Context(device="cpu"))
+    key = trace_key("user.f", "cpu", {"threads": "1"})
+    line = trace_line(key, trace.to_json())
+    wrong = trace_line(key, {**trace.to_json(), "format": "other/9"})
+    assert trace_module._line_decoder() is not None
+    fast_key, fast = decode_trace_line(line)
+    with pytest.raises(ValueError, match="format"):
+        decode_trace_line(wrong)
+    monkeypatch.setattr(trace_module, "_line_decoder", lambda: None)  # the json path
+    slow_key, slow = decode_trace_line(line)
+    with pytest.raises(ValueError, match="format"):
+        decode_trace_line(wrong)
+    assert fast_key == slow_key == key
+    assert fast == slow and fast.to_json() == trace.to_json()
+    assert any(event.samples for event in fast.events)
+
+
 def test_without_dispatch_modes_tracing_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "torch.utils._python_dispatch", None)
     with pytest.raises(Unavailable, match="TorchDispatchMode"):
