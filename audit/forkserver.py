@@ -323,6 +323,13 @@ def become_worker(channel: socket.socket, fds: list[int], environ: dict[str, str
 
 
 def main() -> None:
+    import warnings
+
+    # Python >= 3.12 warns on fork() in a process with more than one OS thread; here the
+    # other thread is OpenBLAS's (numpy's), which makes itself fork-safe (pthread_atfork).
+    # Python threads and CUDA are checked by `preload`.
+    warnings.filterwarnings("ignore", message=r".*use of fork\(\) may lead to deadlocks",
+                            category=DeprecationWarning)
     channel = socket.socket(fileno=int(sys.argv[1]))
     try:
         unsafe = preload()
