@@ -15,6 +15,7 @@ module imports neither torch nor pandas: the nox host and the report side use it
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import glob
 import gzip
@@ -70,6 +71,15 @@ def make_row(**values: Any) -> dict[str, Any]:
 
 def unit_key(scenario: str, device: str, settings: Mapping[str, Any]) -> str:
     """What identifies a unit (scenario, device, settings): for --resume and op traces."""
+    if all(type(value) is str for value in settings.values()):  # as results hold them
+        return _unit_key(scenario, device, tuple(settings.items()))
+    return json.dumps([scenario, device, dict(settings)], sort_keys=True)
+
+
+@functools.lru_cache(maxsize=65536)
+def _unit_key(scenario: str, device: str, settings: tuple[tuple[str, Any], ...]) -> str:
+    """unit_key, remembered: every output of a unit asks for the same key (a merge of
+    results files asks tens of thousands of times)."""
     return json.dumps([scenario, device, dict(settings)], sort_keys=True)
 
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any, Callable, Iterable, Mapping
 
 from audit.environment import platform_label
@@ -109,6 +110,14 @@ def _rank(name: str, value: str) -> tuple[Any, ...]:
     return (2, 0, value)
 
 
+def _picker(indices: list[int]) -> Callable[[tuple[str, ...]], tuple[str, ...]]:
+    """A function that takes these positions of a tuple, as a tuple (itemgetter is fast
+    but returns a bare item for one position)."""
+    if len(indices) > 1:
+        return itemgetter(*indices)
+    return lambda full: tuple(full[index] for index in indices)
+
+
 def groups_of(sources: Iterable[Source]) -> list[Group]:
     """Every group of cells the report compares along one axis whose digests differ."""
     values: list[tuple[str, str, dict[str, str], str, Cell]] = []
@@ -137,18 +146,28 @@ def groups_of(sources: Iterable[Source]) -> list[Group]:
     names = sorted(axis for axis, found in seen.items() if len(found) > 1)
     device_only = {f"setting:{name}" for name, setting in SETTINGS.items()
                    if setting.devices is not None}
+    # An output with one digest wherever it was made has no group to find: most hold.
+    digests: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for scenario, output, _, digest, _ in values:
+        digests[(scenario, output)].add(digest)
+    # Each row's values in the order of `names`, so that a context is a slice of them.
+    rows = [(scenario, output, tuple(axes.get(name, NOT_RECORDED) for name in names),
+             digest, cell) for scenario, output, axes, digest, cell in values
+            if len(digests[(scenario, output)]) > 1]
     found: list[Group] = []
-    for axis in names:
-        others = [name for name in names
-                  if name != axis and not (axis == "device" and name in device_only)]
-        groups: dict[tuple[Any, ...], list[Member]] = defaultdict(list)
-        for scenario, output, axes, digest, cell in values:
-            context = (scenario, output, *(axes.get(name, NOT_RECORDED) for name in others))
-            groups[context].append(Member(axes.get(axis, NOT_RECORDED), digest, cell))
-        for context, members in groups.items():
-            if len({member.digest for member in members}) > 1:
-                rank = tuple(_rank(name, value) for name, value in zip(others, context[2:]))
-                found.append(Group(context[0], context[1], axis, rank, tuple(members)))
+    for position, axis in enumerate(names):
+        kept = [index for index, name in enumerate(names)
+                if index != position and not (axis == "device" and name in device_only)]
+        others = [names[index] for index in kept]
+        pick = _picker(kept)
+        groups: dict[tuple[Any, ...], list[tuple[str, str, Cell]]] = defaultdict(list)
+        for scenario, output, full, digest, cell in rows:
+            groups[(scenario, output, pick(full))].append((full[position], digest, cell))
+        for (scenario, output, context), members in groups.items():
+            if len({digest for _, digest, _ in members}) > 1:
+                rank = tuple(_rank(name, value) for name, value in zip(others, context))
+                found.append(Group(scenario, output, axis, rank,
+                                   tuple(Member(*member) for member in members)))
     return found
 
 

@@ -120,3 +120,22 @@ def test_fork_servers_can_be_turned_off(monkeypatch) -> None:
     servers = ForkServers()
     assert servers.start(worker_environ(COMBO)) is None
     assert not servers.servers
+
+
+def test_servers_close_together_once_their_workers_have_exited() -> None:
+    servers = ForkServers()
+    one = Child("one", worker_environ({"threads": "1"}),
+                worker_header({"threads": "1"}, [], None), servers)
+    two = Child("two", worker_environ({"threads": "2"}),
+                worker_header({"threads": "2"}, [], None), servers)
+    for child in (one, two):
+        next_event(child, "ready")
+        assert child.forked
+    processes = [server.process for server in servers.servers.values()]
+    assert len(processes) == 2
+    one.close(wait=False)  # still exiting while its server is asked to close
+    two.close()
+    servers.close()
+    assert [process.returncode for process in processes] == [0, 0]
+    one.reap()
+    assert one.process is not None and one.process.returncode == 0

@@ -90,6 +90,18 @@ def test_requested_is_written_only_where_it_differs_from_settings(tmp_path: Path
     assert run.row_unit_key(written[0]) == run.row_unit_key(same)  # --resume sees one unit
 
 
+def test_unit_keys_are_remembered_only_for_the_values_they_were_made_of() -> None:
+    from audit.results import unit_key
+
+    key = unit_key("rng.rand", "cpu", {"threads": "1", "deterministic": "off"})
+    assert key == json.dumps(["rng.rand", "cpu", {"deterministic": "off", "threads": "1"}])
+    assert unit_key("rng.rand", "cpu", {"deterministic": "off", "threads": "1"}) == key
+    # 1, 1.0 and True hash alike: a remembered "1" must not answer for them
+    assert unit_key("rng.rand", "cpu", {"threads": 1}) != unit_key("rng.rand", "cpu",
+                                                                   {"threads": "1"})
+    assert unit_key("rng.rand", "cpu", {"threads": True}).endswith('{"threads": true}]')
+
+
 def test_a_schema_1_file_with_a_sample_on_every_row_reads_the_same(tmp_path: Path) -> None:
     rows = rows_with_samples()
     header = {**make_header(ENVIRONMENT, "aaaa"), "schema": 1}
