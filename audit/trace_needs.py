@@ -121,24 +121,36 @@ def _picker(indices: list[int]) -> Callable[[tuple[str, ...]], tuple[str, ...]]:
 def groups_of(sources: Iterable[Source]) -> list[Group]:
     """Every group of cells the report compares along one axis whose digests differ."""
     values: list[tuple[str, str, dict[str, str], str, Cell]] = []
+    # The outputs of one unit share its axes and its cell: each is made once per unit.
+    units: dict[tuple[Any, ...], tuple[dict[str, str], Cell]] = {}
+    rows_of: dict[int, int] = defaultdict(int)  # id of an axes dict -> rows with it
     for source in sources:
         platform = platform_label(dict(source.environment)) if source.environment else "unknown"
         for row in source.rows:
             if not comparable(row):
                 continue
-            device = str(row["device"])
-            axes = {"torch": str(row.get("torch_version")), "device": device,
-                    "platform": platform}
-            for name, value in with_unset_values(row.get("settings") or {}, device).items():
-                axes[f"setting:{name}"] = str(value)
-            values.append((str(row["scenario"]), str(row["output"]), axes, str(row["digest"]),
-                           cell_of(source.name, row)))
+            settings = row.get("settings") or {}
+            requested = row.get("requested")
+            unit = (source.name, row["scenario"], row["device"], row.get("torch_version"),
+                    tuple(map(str, settings.items())),
+                    None if requested is None else tuple(map(str, requested.items())))
+            known = units.get(unit)
+            if known is None:
+                device = str(row["device"])
+                axes = {"torch": str(row.get("torch_version")), "device": device,
+                        "platform": platform}
+                for name, value in with_unset_values(settings, device).items():
+                    axes[f"setting:{name}"] = str(value)
+                known = units[unit] = (axes, cell_of(source.name, row))
+            rows_of[id(known[0])] += 1
+            values.append((str(row["scenario"]), str(row["output"]), known[0],
+                           str(row["digest"]), known[1]))
     seen: dict[str, set[str]] = defaultdict(set)
     counts: dict[str, int] = defaultdict(int)
-    for _, _, axes, _, _ in values:
+    for axes, _ in units.values():
         for axis, value in axes.items():
             seen[axis].add(value)
-            counts[axis] += 1
+            counts[axis] += rows_of[id(axes)]
     for axis, count in counts.items():
         if count < len(values):  # some rows lack it: "not recorded" there
             seen[axis].add(NOT_RECORDED)
