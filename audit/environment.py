@@ -8,7 +8,7 @@ import os
 import platform
 import re
 import sys
-from typing import Any
+from typing import Any, Iterable
 
 # Variables that change results or how they are computed; recorded when set.
 RESULT_VARIABLES = (
@@ -45,6 +45,13 @@ MICROARCHITECTURES: dict[tuple[str, int], list[tuple[int, int, str]]] = {
         (0xAF, 0xAF, "Sierra Forest"), (0xBD, 0xBD, "Lunar Lake"), (0xC5, 0xC6, "Arrow Lake"),
     ],
 }
+# Flags that only these microarchitectures have: a CPU that reports one under a model number
+# the table gives another name is a virtual CPU showing a model number not its own (seen
+# here: AMX under model 167, Rocket Lake's), so the name is left out rather than made up.
+ONLY_ON = {
+    "amx_tile": ("Sapphire Rapids", "Emerald Rapids", "Granite Rapids"),
+    "amx_bf16": ("Sapphire Rapids", "Emerald Rapids", "Granite Rapids"),
+}
 # Arm: (implementer, part) from /proc/cpuinfo -> core name.
 ARM_CORES = {
     (0x41, 0xD0C): "Neoverse N1", (0x41, 0xD40): "Neoverse V1", (0x41, 0xD49): "Neoverse N2",
@@ -58,8 +65,21 @@ CPU_FLAGS = ("avx", "avx2", "avx512f", "avx512bw", "avx512vl", "avx512_vnni", "a
 
 
 def microarchitecture(vendor: str | None, family: int | None, model: int | None,
-                      stepping: int | None) -> str | None:
-    """The microarchitecture an x86 vendor / family / model names, where the table knows it."""
+                      stepping: int | None, flags: Iterable[str] = ()) -> str | None:
+    """The microarchitecture an x86 vendor / family / model names, where the table knows it
+    and the CPU's `flags` do not rule it out (see `ruled_out`)."""
+    name = model_name(vendor, family, model, stepping)
+    return None if name is None or ruled_out(name, flags) else name
+
+
+def ruled_out(name: str, flags: Iterable[str]) -> list[str]:
+    """The flags that `name` (a microarchitecture) cannot have: the model number lies."""
+    return sorted(flag for flag in set(flags) if flag in ONLY_ON and name not in ONLY_ON[flag])
+
+
+def model_name(vendor: str | None, family: int | None, model: int | None,
+               stepping: int | None) -> str | None:
+    """The microarchitecture the table gives a vendor / family / model, flags unchecked."""
     if vendor is None or family is None or model is None:
         return None
     for first, last, name in MICROARCHITECTURES.get((vendor, family), []):
@@ -113,7 +133,8 @@ def cpu_description() -> dict[str, Any]:
     vendor = fields.get("vendor_id")
     family, number = _number(fields.get("cpu family", "")), _number(fields.get("model", ""))
     stepping = _number(fields.get("stepping", ""))
-    name = microarchitecture(vendor, family, number, stepping)
+    named = model_name(vendor, family, number, stepping)
+    name = microarchitecture(vendor, family, number, stepping, flags)
     if vendor is None and fields.get("CPU implementer"):  # Arm
         implementer = _number(fields["CPU implementer"])
         part = _number(fields.get("CPU part", ""))
@@ -121,9 +142,12 @@ def cpu_description() -> dict[str, Any]:
                   0x51: "Qualcomm"}.get(implementer or -1, fields["CPU implementer"])
         name = ARM_CORES.get((implementer or -1, part or -1))
         number, stepping = part, _number(fields.get("CPU variant", ""))
-    return {"model": model, "vendor": vendor, "family": family, "model_number": number,
-            "stepping": stepping, "microarchitecture": name, "flags": flags,
-            "cores": os.cpu_count()}
+    described = {"model": model, "vendor": vendor, "family": family, "model_number": number,
+                 "stepping": stepping, "microarchitecture": name, "flags": flags,
+                 "cores": os.cpu_count()}
+    if named is not None and name is None:  # the model number's name, ruled out by flags
+        described["model_number_says"] = named
+    return described
 
 
 def host() -> dict[str, Any]:

@@ -31,7 +31,7 @@ from audit.compare import (
     join_frames,
 )
 from audit.distance import values
-from audit.environment import built_libraries, cpu_label, platform_label
+from audit.environment import built_libraries, cpu_label, platform_label, ruled_out
 from audit.origin import describe_origin
 from audit.pin import COVERAGE, AxisPins, Restricted, what_to_pin
 from audit.results import ResultsFile, read_all
@@ -139,6 +139,11 @@ def machine_facts(environment: dict[str, Any]) -> dict[str, str | None]:
     numbers = [str(cpu[key]) for key in ("family", "model_number", "stepping")
                if cpu.get(key) is not None]
     identity = " ".join(part for part in (cpu.get("vendor"), " / ".join(numbers)) if part)
+    says = cpu.get("model_number_says")
+    if says:
+        flags = ", ".join(ruled_out(str(says), cpu.get("flags") or []))
+        identity += (f" (model {cpu.get('model_number')} is {says}'s, which has no {flags}: "
+                     "a virtual CPU showing another model number)")
     built = built_libraries(str(environment.get("torch_config") or ""))
     libraries = " / ".join(str(environment.get(key) or built[key]) for key in ("blas", "lapack")
                            if environment.get(key) or built[key])

@@ -2,7 +2,8 @@
 
 Cold uses `--envdir` on a fresh temp folder, warm reuses it with `-r`. Results and reports go
 to temp folders through REPRO_AUDIT_RESULTS / REPRO_AUDIT_REPORTS, so the repo's results/
-and reports/ stay untouched. The uv cache is the user's unless `--fresh-uv-cache` gives both
+and reports/ stay untouched; the temp reports/ starts with a copy of the repo's kept results
+(reports/results/), which the report merges as the README's command does. The uv cache is the user's unless `--fresh-uv-cache` gives both
 runs a new one (then cold also means an empty package cache).
 
 `--select GLOB` limits the audit to matching scenarios (nox posargs of the audit sessions).
@@ -29,6 +30,7 @@ from typing import Any
 
 from _common import ROOT, emit_json, tree_size
 
+KEPT = ROOT / "reports" / "results"
 SESSION_LINE = re.compile(r"Session (?P<name>\S+) (?P<outcome>was successful|failed|was skipped)"
                           r"(?: in (?P<took>[^.]+))?")
 STAMPED = re.compile(r"^nox > \[(?P<stamp>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\] (?P<text>.*)$")
@@ -127,13 +129,16 @@ def main() -> None:
         environ["UV_CACHE_DIR"] = str(root / "uv-cache")
     matrix = environ.get("REPRO_AUDIT_MATRIX", "matrices/default.toml")
     uv_cache = environ.get("UV_CACHE_DIR", "the user's default")
+    kept = len(list(KEPT.glob("*.jsonl.gz"))) if KEPT.is_dir() else 0
     print(f"nox wall time: matrix {matrix}, selection {' '.join(args.select) or '(matrix)'}, "
-          f"uv cache: {uv_cache}, temp folder {root}")
+          f"uv cache: {uv_cache}, {kept} kept results files merged, temp folder {root}")
     runs: dict[str, Any] = {}
     try:
         for label, reuse in (("cold", False), ("warm", True)):
             shutil.rmtree(results, ignore_errors=True)
             shutil.rmtree(reports, ignore_errors=True)
+            if KEPT.is_dir():  # the report merges every machine's kept results, as in the repo
+                shutil.copytree(KEPT, reports / "results")
             runs[label] = run_nox(label, nox_commands(envdir, reuse, args.select), environ,
                                   root / f"{label}.log", args.timeout)
             runs[label]["commands"] = [" ".join(command[1:])

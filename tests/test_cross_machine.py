@@ -208,6 +208,24 @@ def test_microarchitecture_names(vendor, family, model, stepping, expected) -> N
     assert microarchitecture(vendor, family, model, stepping) == expected
 
 
+def test_a_model_number_whose_name_the_flags_rule_out_names_no_microarchitecture() -> None:
+    from audit.report import machine_facts
+
+    amx = ["amx_bf16", "amx_tile", "avx512f"]
+    # Seen here: a virtual Xeon with AMX (Sapphire Rapids or later) showing model 167.
+    assert microarchitecture("GenuineIntel", 6, 0xA7, 1) == "Rocket Lake"
+    assert microarchitecture("GenuineIntel", 6, 0xA7, 1, amx) is None
+    assert microarchitecture("GenuineIntel", 6, 0x8F, 8, amx) == "Sapphire Rapids"
+    assert microarchitecture("AuthenticAMD", 0x1A, 0x02, 1, ["avx512f"]) == "Zen 5"
+    cpu = {"model": "Intel(R) Xeon(R) Processor", "vendor": "GenuineIntel", "family": 6,
+           "model_number": 0xA7, "stepping": 1, "microarchitecture": None, "flags": amx,
+           "model_number_says": "Rocket Lake"}
+    assert cpu_label({"cpu": cpu}) == "Intel(R) Xeon(R) Processor (family 6 model 167 stepping 1)"
+    assert machine_facts({"cpu": cpu})["CPU vendor, family / model / stepping"] == (
+        "GenuineIntel 6 / 167 / 1 (model 167 is Rocket Lake's, which has no amx_bf16, "
+        "amx_tile: a virtual CPU showing another model number)")
+
+
 # --- what the environment records ------------------------------------------------------
 
 def test_environment_capture_explains_the_machine() -> None:
