@@ -3,8 +3,9 @@
 Cold uses `--envdir` on a fresh temp folder, warm reuses it with `-r`. Results and reports go
 to temp folders through REPRO_AUDIT_RESULTS / REPRO_AUDIT_REPORTS, so the repo's results/
 and reports/ stay untouched; the temp reports/ starts with a copy of the repo's kept results
-(reports/results/), which the report merges as the README's command does. The uv cache is the user's unless `--fresh-uv-cache` gives both
-runs a new one (then cold also means an empty package cache).
+(reports/results/), which the report merges as the README's command does. The uv cache is
+the user's unless `--fresh-uv-cache` gives both runs a new one (then cold also means an empty
+package cache).
 
 `--select GLOB` limits the audit to matching scenarios (nox posargs of the audit sessions).
 The report session forwards posargs to `audit report`, which has no --select, so with a
