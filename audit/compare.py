@@ -32,6 +32,16 @@ DEVICE_ORDER = {"cpu": 0, "cuda": 1, "mps": 2, "xpu": 3}
 NOT_RECORDED = "not recorded"  # a setting this version does not know, absent from a file
 
 
+CAPABILITY = SETTING_PREFIX + "cpu_capability"
+
+
+def value_label(axis: str, value: Any) -> str:
+    """An axis value as the report prints it: cpu_capability `default` is ATen's scalar
+    kernels, a choice that must not read as "not set"."""
+    text = str(value)
+    return "default (scalar)" if axis == CAPABILITY and text == "default" else text
+
+
 def axis_title(axis: str) -> str:
     return axis[len(SETTING_PREFIX):] if axis.startswith(SETTING_PREFIX) else {
         TORCH: "torch version", DEVICE: "device", PLATFORM: "machine"}[axis]

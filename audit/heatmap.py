@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from audit.compare import Comparison, axis_title
+from audit.compare import Comparison, axis_title, value_label
 
 FILE_NAME = "heatmap.png"
 MAX_ROWS = 150  # more scenarios than this: one row per family (a readable, fast image)
@@ -55,7 +55,7 @@ def shares(result: Comparison) -> tuple[list[str], list[str], np.ndarray]:
                 counts[1] += 1
         for scenario, (identical, compared) in same.items():
             grid[row_of[scenario], column] = identical / compared
-    labels = [f"{axis_title(axis)}={value}" for axis, value in columns]
+    labels = [f"{axis_title(axis)}={value_label(axis, value)}" for axis, value in columns]
     return scenarios, labels, grid
 
 

@@ -255,6 +255,7 @@ class Pool:
     def run(self, tasks: list[Task]) -> None:
         """Every job of every task, side by side where the cores allow; returns when done."""
         tasks = sorted(tasks, key=lambda task: task.cores)  # one-core tasks pack first
+        self.servers.expect(task.hooks.environ(task.combo) for task in tasks if task.pending)
         self.done, self.total = 0, sum(len(task.pending) for task in tasks)
         wanted = {self.parking_key(task) for task in tasks if task.pending}
         with self.lock:

@@ -18,6 +18,7 @@ from tabulate import tabulate
 
 from audit.atomic import write_text
 from audit.compare import (
+    CAPABILITY,
     DEVICE,
     PLATFORM,
     SETTING_PREFIX,
@@ -29,6 +30,7 @@ from audit.compare import (
     compare,
     file_frame,
     join_frames,
+    value_label,
 )
 from audit.distance import values
 from audit.environment import built_libraries, cpu_label, platform_label, ruled_out
@@ -61,16 +63,6 @@ def short_list(names: Iterable[str], limit: int = LIST_LIMIT) -> str:
 
 def percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.0f}%" if whole else "-"
-
-
-CAPABILITY = SETTING_PREFIX + "cpu_capability"
-
-
-def value_label(axis: str, value: Any) -> str:
-    """An axis value as the report prints it: cpu_capability `default` is ATen's scalar
-    kernels, a choice that must not read as "not set"."""
-    text = str(value)
-    return "default (scalar)" if axis == CAPABILITY and text == "default" else text
 
 
 def cell_text(cell: AxisCell | None, is_reference: bool) -> str:

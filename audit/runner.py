@@ -110,6 +110,7 @@ def start_workers(pool: Pool, products: list[dict[str, list[str]]], scenario_fil
     before this process has imported torch and planned: both import at once."""
     combos = [combo for settings in products
               for combo in (list(combinations(settings, PROCESS)) or [{}])]
+    pool.servers.expect(worker_environ(combo) for combo in combos)
     busy = 0
     for combo in sorted(combos, key=lambda item: cores_of(item, pool.jobs)):
         busy += cores_of(combo, pool.jobs)
