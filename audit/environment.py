@@ -134,7 +134,7 @@ def cpu_description() -> dict[str, Any]:
     family, number = _number(fields.get("cpu family", "")), _number(fields.get("model", ""))
     stepping = _number(fields.get("stepping", ""))
     named = model_name(vendor, family, number, stepping)
-    name = microarchitecture(vendor, family, number, stepping, flags)
+    name = None if named is None or ruled_out(named, flags) else named
     if vendor is None and fields.get("CPU implementer"):  # Arm
         implementer = _number(fields["CPU implementer"])
         part = _number(fields.get("CPU part", ""))

@@ -17,7 +17,7 @@ import re
 import sys
 import tempfile
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable
 
 # oneDNN's description of the ISA it dispatches to -> the ONEDNN_MAX_CPU_ISA value naming it.
 ONEDNN_ISA_NAMES = {
@@ -103,13 +103,24 @@ def parse_onednn(text: str) -> OnednnReport:
     return OnednnReport(version, isa)
 
 
+def mkl_backend() -> Any:
+    """torch.backends.mkl where MKL is there and can report itself (verbose mode), else
+    None: checked without the probe, which costs MKL's clock measurement."""
+    import torch
+
+    backend = getattr(torch.backends, "mkl", None)
+    if backend is None or not backend.is_available() or not hasattr(backend, "verbose"):
+        return None
+    return backend
+
+
 @functools.cache
 def mkl_report() -> MklReport | None:
     """MKL's own account of itself, from one small SGEMM; None without MKL."""
     import torch
 
-    backend = getattr(torch.backends, "mkl", None)
-    if backend is None or not backend.is_available() or not hasattr(backend, "verbose"):
+    backend = mkl_backend()
+    if backend is None:
         return None
     left = torch.ones(64, 64)
 

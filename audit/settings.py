@@ -124,14 +124,9 @@ def _mkl_cbwr_effective(_: str) -> str:
 
 
 def _mkl_missing() -> str | None:
-    """Why MKL cannot be read back here, as audit.native.mkl_report checks (without its
-    probe)."""
-    import torch
+    from audit.native import mkl_backend
 
-    backend = getattr(torch.backends, "mkl", None)
-    if backend is None or not backend.is_available() or not hasattr(backend, "verbose"):
-        return "this torch build does not use MKL"
-    return None
+    return None if mkl_backend() is not None else "this torch build does not use MKL"
 
 
 ONEDNN_ISA_VALUES = ("all", "sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2", "avx512_core",

@@ -123,7 +123,7 @@ def groups_of(sources: Iterable[Source]) -> list[Group]:
     values: list[tuple[str, str, dict[str, str], str, Cell]] = []
     # The outputs of one unit share its axes and its cell: each is made once per unit.
     units: dict[tuple[Any, ...], tuple[dict[str, str], Cell]] = {}
-    rows_of: dict[int, int] = defaultdict(int)  # id of an axes dict -> rows with it
+    rows_of: dict[tuple[Any, ...], int] = defaultdict(int)  # unit -> its comparable rows
     for source in sources:
         platform = platform_label(dict(source.environment)) if source.environment else "unknown"
         for row in source.rows:
@@ -142,15 +142,15 @@ def groups_of(sources: Iterable[Source]) -> list[Group]:
                 for name, value in with_unset_values(settings, device).items():
                     axes[f"setting:{name}"] = str(value)
                 known = units[unit] = (axes, cell_of(source.name, row))
-            rows_of[id(known[0])] += 1
+            rows_of[unit] += 1
             values.append((str(row["scenario"]), str(row["output"]), known[0],
                            str(row["digest"]), known[1]))
     seen: dict[str, set[str]] = defaultdict(set)
     counts: dict[str, int] = defaultdict(int)
-    for axes, _ in units.values():
+    for unit, (axes, _) in units.items():
         for axis, value in axes.items():
             seen[axis].add(value)
-            counts[axis] += rows_of[id(axes)]
+            counts[axis] += rows_of[unit]
     for axis, count in counts.items():
         if count < len(values):  # some rows lack it: "not recorded" there
             seen[axis].add(NOT_RECORDED)
