@@ -74,6 +74,13 @@ OVERWRITING = frozenset({
     "aten::random_", "aten::bernoulli_", "aten::exponential_", "aten::geometric_",
     "aten::cauchy_", "aten::log_normal_",
 })
+# Ops that write arguments their schema does not mark as written (torch's schema says
+# `Tensor? running_mean`, yet training updates it in place, without a version bump): their
+# new values would otherwise be cached stale and have no producer.
+UNDECLARED_WRITES: dict[str, tuple[int | str, ...]] = {
+    name: (3, "running_mean", 4, "running_var")
+    for name in ("aten::native_batch_norm", "aten::cudnn_batch_norm",
+                 "aten::miopen_batch_norm")}
 IGNORED_NAMESPACES = ("profiler::",)  # record_function markers (optimizer.step): no values
 MINIMUM_TORCH = "1.13"
 ANCHORS = ("checkpoint", "output")  # event kinds that name a value (alignment anchors)
@@ -394,6 +401,7 @@ def _op_info(func: Any) -> _OpInfo:
             writes += [argument.name] if argument.kwarg_only else [position, argument.name]
             if argument.kwarg_only:
                 outs.add(argument.name)
+    writes += [where for where in UNDECLARED_WRITES.get(name, ()) if where not in writes]
     view = any(r.alias_info is not None and not r.alias_info.is_write for r in schema.returns)
     view = view or name.startswith(IGNORED_NAMESPACES)
     return _OpInfo(name, getattr(func, "_overloadname", ""), view and not writes,
@@ -526,6 +534,22 @@ def _make_recorder_class(base: type) -> type:
         return (storage, tensor.storage_offset(), tuple(tensor.shape), tuple(tensor.stride()),
                 tensor.dtype, tensor.is_conj(), tensor.is_neg())
 
+    try:
+        from torch.multiprocessing.reductions import StorageWeakRef
+    except ImportError:  # pragma: no cover - every audited torch has it
+        StorageWeakRef = None  # noqa: N806
+
+    def storage_reference(tensor: Any) -> Any:
+        """A weak reference to the tensor's storage (None where torch gives none)."""
+        if StorageWeakRef is None:
+            return None
+        try:
+            storage = (tensor.untyped_storage() if hasattr(tensor, "untyped_storage")
+                       else tensor.storage())  # torch < 2.0
+            return StorageWeakRef(storage)
+        except Exception:  # noqa: BLE001 - sparse, meta, subclasses: no link
+            return None
+
     def version(tensor: Any) -> int | None:
         try:
             return int(tensor._version)
@@ -552,6 +576,8 @@ def _make_recorder_class(base: type) -> type:
             # geometry -> (weakref to the tensor hashed, its version, digest, sample, in-place)
             self.cache: dict[tuple[Any, ...], tuple[Any, int, str | None, Any, bool]] = {}
             self.by_storage: dict[tuple[str, int], set[tuple[Any, ...]]] = {}
+            # storage -> (weak reference to it, elements, digest) of its largest value
+            self.roots: dict[tuple[str, int], tuple[Any, int, str | None]] = {}
 
         # -- the dispatch hook ---------------------------------------------------------
         def __torch_dispatch__(self, func: Any, types: Any, args: Any = (),
@@ -623,8 +649,10 @@ def _make_recorder_class(base: type) -> type:
                       before: list[tuple[str, int] | None]) -> None:
             self.invalidate(written, before)
             leaves = tree_flatten(result)[0]
-            if not any(isinstance(leaf, torch.Tensor) for leaf in leaves) and written:
-                leaves = list(leaves) + written  # in-place ops that return nothing
+            if written:  # what it wrote and did not return (`_foreach_add_`, running stats)
+                returned = {geometry(leaf) for leaf in leaves if isinstance(leaf, torch.Tensor)}
+                leaves = list(leaves) + [tensor for tensor in written
+                                         if geometry(tensor) not in returned]
             event = Event(index=len(self.trace.events), kind="op", op=info.name,
                           overload=info.overload, source=self.caller(), inputs=inputs,
                           args=fingerprint)
@@ -690,7 +718,7 @@ def _make_recorder_class(base: type) -> type:
                     if now is not None and (now == entry[1] or (entry[4] and now == entry[1] + 1)):
                         return entry[2], entry[3]
                 base = tensor._base if tensor._is_view() else None
-                root = self.digest(base)[0] if base is not None else None
+                root = self.digest(base)[0] if base is not None else self.alias_of(where)
                 if root == UNINITIALISED:
                     return UNINITIALISED, None
                 if tensor.device.type == "meta":
@@ -705,6 +733,25 @@ def _make_recorder_class(base: type) -> type:
                 self.trace.views[digest] = root
             self.remember(tensor, digest, sample, in_place)
             return digest, sample
+
+        def alias_of(self, where: tuple[Any, ...] | None) -> str | None:
+            """The digest of the largest tensor hashed on this storage, unwritten since.
+
+            A detached alias (`detach()`, `.data`, the gradient autograd hands a leaf after
+            `sum_to_size`'s view) has no `_base`, but reads bytes an op made: without the
+            link the value would seem to come from nowhere (the origin of every bias after
+            an optimizer step went unnamed). The cache's entry of that op's output is gone
+            by then (its Python object dies when autograd takes the tensor), so each
+            storage keeps its root apart, with a weak reference to the storage itself:
+            while that lives, its address is not reused.
+            """
+            root = self.roots.get(where[0]) if where is not None else None
+            if root is None:
+                return None
+            if root[0].expired():
+                del self.roots[where[0]]
+                return None
+            return root[2]
 
         def remember(self, tensor: Any, digest: str | None, sample: Any,
                      in_place: bool) -> None:
@@ -721,6 +768,12 @@ def _make_recorder_class(base: type) -> type:
             in_place = in_place and not inference_mode()
             self.cache[where] = (weakref.ref(tensor, dropped), now, digest, sample, in_place)
             self.by_storage.setdefault(where[0], set()).add(where)
+            size = tensor.numel()
+            root = self.roots.get(where[0])
+            if root is None or root[0].expired() or size > root[1]:
+                reference = storage_reference(tensor)
+                if reference is not None:
+                    self.roots[where[0]] = (reference, size, digest)
 
         def forget(self, where: tuple[Any, ...]) -> None:
             if self.cache.pop(where, None) is not None:
@@ -737,6 +790,7 @@ def _make_recorder_class(base: type) -> type:
             resizes its output moves it to a new storage.
             """
             for key in before + [storage_key(tensor) for tensor in written]:
+                self.roots.pop(key, None)
                 for where in list(self.by_storage.get(key, ())) if key is not None else ():
                     self.forget(where)
 
@@ -744,6 +798,7 @@ def _make_recorder_class(base: type) -> type:
             """When it is unknown what an op wrote, nothing cached can be trusted."""
             self.cache.clear()
             self.by_storage.clear()
+            self.roots.clear()
 
         # -- where in the user's code --------------------------------------------------
         def caller(self) -> str | None:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 import pytest
 import torch
@@ -186,6 +187,56 @@ def test_writes_invalidate_cached_digests() -> None:
     from audit.hashing import digest
 
     assert muls[1].inputs[0] == digest(torch.tensor([6.0, 6.0, 2.0]))[:32]
+
+
+def _sgd_bias(scale: float) -> Callable[[Context], dict[str, torch.Tensor]]:
+    """Two SGD steps of a linear layer; the input is scaled by a traced op first."""
+
+    def function(ctx: Context) -> dict[str, torch.Tensor]:
+        torch.manual_seed(0)
+        layer = torch.nn.Linear(8, 4)
+        optimizer = torch.optim.SGD(layer.parameters(), lr=0.1, momentum=0.9)
+        x = ctx.fixed(16, 8) * scale
+        for _ in range(2):
+            optimizer.zero_grad()
+            layer(x).pow(2).sum().backward()
+            optimizer.step()
+        return {"bias": layer.bias.detach().clone()}
+
+    return function
+
+
+def test_a_gradient_autograd_detached_is_traced_to_the_op_that_made_it() -> None:
+    """The bias' gradient reaches the optimizer as a detached alias of `sum`'s output (no
+    `_base`): linked to it, the bias' divergence is followed back to where it began."""
+    _, a = traced(_sgd_bias(1.0), Context(device="cpu"))
+    _, b = traced(_sgd_bias(1.0 + 2**-10), Context(device="cpu"))
+    sums = {event.outputs[0] for event in a.events
+            if event.op == "aten::sum" and event.shapes == [[1, 4]]}
+    assert sums and sums <= set(a.views.values())
+    origin = find_origin(a, b, output="bias")
+    assert isinstance(origin, Origin) and origin.op == "aten::mul"
+    assert origin.note == "its non-tensor arguments differ too"
+
+
+def test_batch_norm_running_statistics_are_written_outputs() -> None:
+    """`native_batch_norm` updates running_mean and running_var in place although its
+    schema does not say so: the trace records the new values, never a stale digest."""
+    from audit.hashing import digest
+
+    def function(ctx: Context) -> dict[str, torch.Tensor]:
+        norm = torch.nn.BatchNorm1d(3)
+        x = ctx.fixed(8, 3)
+        norm(x)
+        norm(x * 2)
+        return {"mean": norm.running_mean.detach().clone()}
+
+    result, trace = traced(function, Context(device="cpu"))
+    norms = [event for event in trace.events if event.op == "aten::native_batch_norm"]
+    assert len(norms) == 2 and len(norms[0].outputs) == 5
+    assert norms[1].inputs[3] == norms[0].outputs[3] != norms[0].inputs[3]
+    named = next(event for event in trace.events if event.kind == "output")
+    assert named.outputs[0] == norms[1].outputs[3] == digest(result["mean"])[:32]
 
 
 def test_in_place_and_out_ops_read_before_and_write_after() -> None:
