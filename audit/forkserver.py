@@ -39,9 +39,12 @@ import time
 from collections import Counter
 from typing import IO, Any, Iterable
 
+from audit.priority import PRIORITY_VARIABLE
+
 # Read by their libraries at first use, not at import: a forked worker may set them.
+# The worker's priority (audit.priority) is set by the worker itself, after the fork.
 LAZY_VARIABLES = frozenset({"ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA",
-                            "DNNL_MAX_CPU_ISA", "CUBLAS_WORKSPACE_CONFIG"})
+                            "DNNL_MAX_CPU_ISA", "CUBLAS_WORKSPACE_CONFIG", PRIORITY_VARIABLE})
 # Imported before forking: what workers import at start and what scenarios import lazily
 # (measured: torch._dynamo alone is 1.3 s per worker, through the first torch.optim step).
 PRELOAD = ("numpy", "numpy.random", "blake3", "torch", "torch.nn", "torch.optim",

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable
 
+from audit import priority
 from audit.forkserver import ForkedProcess, ForkServers
 
 STARTUP_GRACE = 120.0  # seconds a child may take to import torch and load scenarios
@@ -95,6 +96,7 @@ class Task:
     cores: int  # cores each of its workers uses
     hooks: Hooks  # the runner it belongs to (tasks of several runners share one pool)
     running: int = 0  # workers holding cores now
+    background: int = 0  # background workers serving it now (they hold no cores)
     started: int = 0  # workers started for it, ever
     finished: int = 0  # units that ran to the end
 
@@ -129,6 +131,7 @@ class Child:
         self.ran = 0  # units it finished
         self.spawned = time.monotonic()
         self.forked = False  # whether a fork server started it
+        self.background = False  # whether it runs at idle priority (audit.priority)
         self._process: subprocess.Popen[bytes] | ForkedProcess | None = None
         self._launched = threading.Event()
         threading.Thread(target=self._launch, args=(environ, header, servers),
@@ -239,13 +242,22 @@ class Pool:
     parked worker for a task of the same combination and job line.
     """
 
-    def __init__(self, jobs: int | None = None, park: bool = False) -> None:
+    def __init__(self, jobs: int | None = None, park: bool = False,
+                 backfill: bool | None = None) -> None:
         self.done = 0  # jobs of the run in progress that ended, and how many it has
         self.total = 0
         self.jobs = max(1, jobs or available_cores())
         self.park = park
+        # A background worker beside wide ones (audit.priority); not with --jobs 1.
+        self.backfill = (priority.supported() if backfill is None else backfill) \
+            and self.jobs > 1
         self.lock = threading.Condition()
         self.busy = 0  # cores held by running workers
+        self.wide = 0  # running workers that use more than one core
+        self.background = 0  # background workers alive, and those running a unit now
+        self.background_running = 0
+        self.background_units = 0  # units background workers finished, for the summary
+        self.shadow = (0.0, None)  # (seconds wide workers ran, since when one runs now)
         self.parked: dict[str, list[Child]] = {}
         self.warming: set[str] = set()  # keys of parked workers started ahead (prespawn)
         self.active: set[Child] = set()  # workers at work now
@@ -258,7 +270,9 @@ class Pool:
 
     def run(self, tasks: list[Task]) -> None:
         """Every job of every task, side by side where the cores allow; returns when done."""
-        tasks = sorted(tasks, key=lambda task: task.cores)  # one-core tasks pack first
+        # Wide tasks first, each alone with a background worker beside it; the one-core
+        # tasks then pack the cores to the end (a fine-grained tail).
+        tasks = sorted(tasks, key=lambda task: -task.cores)
         self.servers.expect(task.hooks.environ(task.combo) for task in tasks if task.pending)
         self.done, self.total = 0, sum(len(task.pending) for task in tasks)
         wanted = {self.parking_key(task) for task in tasks if task.pending}
@@ -269,7 +283,7 @@ class Pool:
             self.warming &= set(self.parked)
             while True:
                 self.start_what_fits(tasks)
-                if not any(task.pending or task.running for task in tasks):
+                if not any(task.pending or task.running or task.background for task in tasks):
                     break
                 self.lock.wait(timeout=1.0)
         for thread in self.threads:
@@ -277,21 +291,48 @@ class Pool:
         self.threads = [thread for thread in self.threads if thread.is_alive()]
 
     def start_what_fits(self, tasks: list[Task]) -> None:
-        """Start workers while their cores fit: first a task's first worker, then a helper
-        for the task with most work left, when that work outweighs a start-up."""
+        """Start workers while their cores fit: the first worker of each task, widest first
+        (a narrower one never takes the cores a wider one waits for); once every task has
+        one, a helper for the task with most work left, when that work outweighs a
+        start-up; beside a wide worker, a background one."""
         while True:
-            free = self.jobs - self.busy
-            fresh = [task for task in tasks if task.pending and not task.running
-                     and task.cores <= free]
-            if fresh:
-                self.start(fresh[0])
-                continue
-            helped = [task for task in tasks if task.pending and task.running
-                      and task.cores <= free and self.worth_helping(task)]
-            if not helped:
-                self.prespawn(tasks)
-                return
-            self.start(max(helped, key=self.work_left))
+            free = self.free_cores()
+            waiting = [task for task in tasks if task.pending and not task.running]
+            if waiting:
+                if waiting[0].cores <= free:
+                    self.start(waiting[0])
+                    continue
+            else:
+                helped = [task for task in tasks if task.pending and task.running
+                          and task.cores <= free and self.worth_helping(task)]
+                if helped:
+                    self.start(max(helped, key=self.work_left))
+                    continue
+            self.start_background(tasks)
+            self.prespawn(tasks)
+            return
+
+    def free_cores(self) -> int:
+        """Cores no worker holds. A background worker holds none while a wide worker runs
+        (it takes only what that one leaves idle), but the one it is running a unit on
+        once none does, until the unit ends: then it stops."""
+        shadowed = self.background_running if not self.wide else 0
+        return self.jobs - self.busy - shadowed
+
+    def start_background(self, tasks: list[Task]) -> None:
+        """While a wide worker runs, one background worker for the one-core task with most
+        work left (audit.priority): it takes units only while a wide worker runs."""
+        if not self.backfill or not self.wide or self.background:
+            return
+        narrow = [task for task in tasks if task.pending and task.cores == 1]
+        if narrow:
+            self.start(max(narrow, key=self.work_left), background=True)
+
+    def shadowed(self) -> float:
+        """Seconds during which a wide worker ran, so far (a background unit's time then
+        does not count against its timeout: it may get no cycles at all)."""
+        total, since = self.shadow
+        return total + (time.monotonic() - since if since is not None else 0.0)
 
     def spawn_ahead(self, combo: dict[str, str], environ: dict[str, str],
                     header: dict[str, Any]) -> None:
@@ -319,9 +360,11 @@ class Pool:
                 return
 
     @staticmethod
-    def parking_key(task: Task) -> str:
-        """Workers are interchangeable when started with the same environment and job line."""
-        return json.dumps([task.combo, task.hooks.header(task.combo)], sort_keys=True)
+    def parking_key(task: Task, background: bool = False) -> str:
+        """Workers are interchangeable when started with the same environment and job line
+        (and priority)."""
+        key = json.dumps([task.combo, task.hooks.header(task.combo)], sort_keys=True)
+        return f"{priority.BACKGROUND} {key}" if background else key
 
     def worth_helping(self, task: Task) -> bool:
         """A second worker halves the work left but costs a start-up (or none if parked)."""
@@ -339,17 +382,33 @@ class Pool:
             total += sum(known) / len(known) if known else overall
         return total
 
-    def start(self, task: Task) -> None:
-        task.running += 1
+    def start(self, task: Task, background: bool = False) -> None:
         task.started += 1
-        self.busy += task.cores
-        thread = threading.Thread(target=self.serve, args=(task,), daemon=True)
+        if background:
+            task.background += 1
+            self.background += 1
+        else:
+            task.running += 1
+            self.busy += task.cores
+            if task.cores > 1:
+                self.wide += 1
+                if self.wide == 1:
+                    self.shadow = (self.shadow[0], time.monotonic())
+        thread = threading.Thread(target=self.serve, args=(task, background), daemon=True)
         self.threads.append(thread)
         thread.start()
 
-    def release(self, task: Task) -> None:
-        task.running -= 1
-        self.busy -= task.cores
+    def release(self, task: Task, background: bool = False) -> None:
+        if background:
+            task.background -= 1
+            self.background -= 1
+        else:
+            task.running -= 1
+            self.busy -= task.cores
+            if task.cores > 1:
+                self.wide -= 1
+                if self.wide == 0:
+                    self.shadow = (self.shadowed(), None)
         self.lock.notify_all()
 
     def close(self) -> None:
@@ -371,20 +430,24 @@ class Pool:
 
     # --- one worker -----------------------------------------------------------------------
 
-    def serve(self, task: Task) -> None:
+    def serve(self, task: Task, background: bool = False) -> None:
         """A worker's thread: take jobs from the task's queue until it is empty or the
-        worker fails (a fresh worker then takes the rest)."""
+        worker fails (a fresh worker then takes the rest); a background worker also stops
+        once no wide worker runs."""
         hooks = task.hooks
         with self.lock:
-            key = self.parking_key(task)
+            key = self.parking_key(task, background)
             idle = self.parked.get(key)
             child = idle.pop() if idle else None
             self.warming.discard(key)
             if child is None:
                 environ, header = hooks.environ(task.combo), hooks.header(task.combo)
+                if background:
+                    environ = priority.background_environ(environ)
         try:
             if child is None:
                 child = Child(key, environ, header, self.servers)
+                child.background = background
             with self.lock:
                 self.active.add(child)
             keep = self.work(task, child)
@@ -398,7 +461,7 @@ class Pool:
                                  f"{error}", {})
                 task.pending.clear()
                 self.active.discard(child)
-                self.release(task)
+                self.release(task, background)
             return
         with self.lock:
             self.active.discard(child)
@@ -407,7 +470,7 @@ class Pool:
                       and (memory_available() or PARK_MEMORY_FREE) >= PARK_MEMORY_FREE)
             if parked:
                 self.parked.setdefault(key, []).append(child)
-            self.release(task)
+            self.release(task, background)
         if keep and not parked:
             child.close()
 
@@ -420,16 +483,23 @@ class Pool:
                 return False
         while True:
             with self.lock:
-                if not task.pending:
+                if not task.pending or (child.background and not self.wide):
                     return True
                 job = task.pending.popleft()
-            if not child.send(job.message()):
-                self.fail(task, child, job, False, "crashed", child.exit_message())
-                return False
-            started, failure = self.run_job(task, child, job)
-            if failure is not None:
-                self.fail(task, child, job, started, *failure)
-                return False
+                self.background_running += child.background
+            try:
+                if not child.send(job.message()):
+                    self.fail(task, child, job, False, "crashed", child.exit_message())
+                    return False
+                started, failure = self.run_job(task, child, job)
+                if failure is not None:
+                    self.fail(task, child, job, started, *failure)
+                    return False
+            finally:
+                if child.background:
+                    with self.lock:
+                        self.background_running -= 1
+                        self.lock.notify_all()
 
     def wait_ready(self, task: Task, child: Child) -> tuple[str, str] | None:
         deadline = time.monotonic() + STARTUP_GRACE
@@ -458,10 +528,18 @@ class Pool:
         deadline = time.monotonic() + STARTUP_GRACE
         timeout = task.hooks.timeout_of(job)
         started = False
+        with self.lock:
+            counted = self.shadowed()  # the time wide workers ran, as the deadline knows it
         while True:
             try:
                 event = child.event(deadline)
             except queue.Empty:
+                if child.background:  # time a wide worker ran beside it does not count
+                    with self.lock:
+                        extra, counted = self.shadowed() - counted, self.shadowed()
+                    if extra > 0.01:
+                        deadline += extra
+                        continue
                 child.kill()
                 if not started:
                     return False, ("crashed", f"worker took no unit within {STARTUP_GRACE:.0f} s")
@@ -473,13 +551,16 @@ class Pool:
                 started = True
                 deadline = time.monotonic() + timeout
                 with self.lock:
+                    counted = self.shadowed()
                     task.hooks.started(job)
             elif kind == "finish":
                 with self.lock:
                     child.ran += 1
                     task.finished += 1
                     self.done += 1
-                    if job.trace_key is None:  # traced runs are slower: not a guide
+                    self.background_units += child.background
+                    # Traced and background runs are slower: not a guide.
+                    if job.trace_key is None and not child.background:
                         self.seconds.setdefault(job.unit.scenario.name, []).append(
                             float(event.get("seconds") or 0.0))
                     task.hooks.finished(job, event, child.effective or {})
@@ -498,7 +579,8 @@ class Pool:
             child.stderr.close()
         with self.lock:
             victims = [job] if job is not None else []
-            if child.ran == 0 and not started and status == "crashed" and task.running == 1:
+            if (child.ran == 0 and not started and status == "crashed" and task.running == 1
+                    and not child.background):
                 victims += list(task.pending)
                 task.pending.clear()
             for victim in victims:

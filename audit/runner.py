@@ -112,12 +112,16 @@ def start_workers(pool: Pool, products: list[dict[str, list[str]]], scenario_fil
               for combo in (list(combinations(settings, PROCESS)) or [{}])]
     pool.servers.expect(worker_environ(combo) for combo in combos)
     busy = 0
-    for combo in sorted(combos, key=lambda item: cores_of(item, pool.jobs)):
+    ordered = sorted(combos, key=lambda item: -cores_of(item, pool.jobs))  # as Pool.run
+    for combo in ordered:
         busy += cores_of(combo, pool.jobs)
         if busy > pool.jobs:
-            return
+            break
         pool.spawn_ahead(combo, worker_environ(combo),
                          worker_header(combo, scenario_files, keep_tensors))
+    narrow = [combo for combo in ordered if cores_of(combo, pool.jobs) == 1]
+    if pool.backfill and busy > pool.jobs and narrow:  # the background worker's server
+        pool.servers.start(worker_environ(narrow[0]))
 
 
 class Runner:

@@ -108,6 +108,7 @@ class Worker:
         self.trace: Any = None  # the op trace of the unit being run (a trace_only unit)
         self.more: Iterable[str] = ()  # further units, one JSON line each (main: stdin)
         self.run_effective: dict[str, str] = {}  # run settings in effect for that unit
+        self.priority = "normal"  # what audit.priority set (not a setting: no result changes)
 
     def emit(self, event: str, **payload: Any) -> None:
         self.protocol.write(json.dumps({"event": event, **payload}, sort_keys=True) + "\n")
@@ -127,7 +128,7 @@ class Worker:
         for path in self.job.get("scenario_files", []):
             registry.load_file(path)
         scenarios = registry.all_scenarios()
-        self.emit("ready", effective=effective, missing=missing)
+        self.emit("ready", effective=effective, missing=missing, priority=self.priority)
         for unit in self.units():
             self.emit("start", unit=unit["id"])
             started = time.perf_counter()
@@ -247,10 +248,14 @@ class Worker:
 
 def main() -> None:
     """Entry point of the child: job on stdin, events on the original stdout."""
+    from audit.priority import apply_from_environment
+
+    priority = apply_from_environment()  # a background worker: before any thread starts
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # scenario prints go to stderr
     job = json.loads(sys.stdin.readline())  # the job; then units, one per line (Worker.units)
     worker = Worker(job, protocol)
+    worker.priority = priority
     worker.more = sys.stdin
     try:
         worker.run()

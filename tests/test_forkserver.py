@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from audit import forkserver
+from audit import forkserver, priority
 from audit.forkserver import ForkServers, server_environ, server_key
 from audit.pool import Child
 from audit.runner import worker_environ, worker_header
@@ -45,9 +45,12 @@ def next_event(child: Child, kind: str) -> dict[str, Any]:
             return event
 
 
-def run_units(servers: ForkServers | None) -> tuple[Child, dict[str, Any], dict[str, str]]:
+def run_units(servers: ForkServers | None, background: bool = False
+              ) -> tuple[Child, dict[str, Any], dict[str, str]]:
     """Start a worker of COMBO, run UNITS: (the child, its ready event, digest by output)."""
-    child = Child("test", worker_environ(COMBO), worker_header(COMBO, [], None), servers)
+    environ = worker_environ(COMBO)
+    child = Child("test", priority.background_environ(environ) if background else environ,
+                  worker_header(COMBO, [], None), servers)
     ready = next_event(child, "ready")
     digests = {}
     for number, (scenario, deterministic) in enumerate(UNITS):
@@ -78,6 +81,21 @@ def test_a_forked_worker_gives_the_digests_of_a_fresh_one(servers) -> None:
     for child in (forked, fresh):
         child.close()
         assert child.process is not None and child.process.returncode == 0
+
+
+@pytest.mark.skipif(not priority.supported(), reason="no SCHED_IDLE here (Linux only)")
+def test_a_background_worker_runs_at_idle_priority_and_gives_the_same_digests(servers
+                                                                            ) -> None:
+    normal, normal_ready, normal_digests = run_units(servers)
+    background, ready, digests = run_units(servers, background=True)
+    assert background.forked and normal_ready["priority"] == "normal"
+    assert ready["priority"] == "idle"
+    assert os.sched_getscheduler(background.process.pid) == os.SCHED_IDLE
+    assert os.sched_getscheduler(normal.process.pid) == os.SCHED_OTHER
+    assert digests == normal_digests and len(digests) >= 3
+    assert ready["effective"] == normal_ready["effective"]
+    for child in (normal, background):
+        child.close()
 
 
 def test_a_killed_forked_worker_reports_its_signal(servers) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -22,6 +23,7 @@ from typing import Any
 import pytest
 
 from audit import pool as pool_module
+from audit import priority
 from audit.pool import Hooks, Job, Pool, Task, cores_of
 from audit.results import make_row, unit_key
 from audit.trace import read_traces
@@ -63,10 +65,14 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list
                 for name, arguments in variants.items()}
     found = {}
     for name, child in children.items():
-        _, stderr = child.communicate(timeout=600)
+        stdout, stderr = child.communicate(timeout=600)
         assert child.returncode == 0, stderr
         found[name] = (folder / name, read_rows(folder / name))
+        SUMMARIES[name] = stdout.strip().splitlines()[-1]
     return found
+
+
+SUMMARIES: dict[str, str] = {}  # the last line each run of `runs` printed
 
 
 def by_cell(rows: list[dict]) -> dict[tuple[str, str, str], tuple[str, str | None]]:
@@ -86,6 +92,16 @@ def test_parallel_digests_equal_serial_ones_for_every_combination(runs) -> None:
     # would have made the cells unavailable otherwise).
     assert all(row["settings"]["threads"] == row.get("requested", row["settings"])["threads"]
                for row in runs["parallel"][1])
+
+
+def test_background_workers_ran_units_of_the_parallel_run(runs) -> None:
+    """The digests above include units a background worker ran beside a wide one
+    (audit.priority), wherever this machine can run one; never in the serial run."""
+    assert "background workers" not in SUMMARIES["serial"]
+    if not priority.supported():
+        pytest.skip("no SCHED_IDLE here: no background workers (Linux only)")
+    found = re.search(r"(\d+) units run by background workers", SUMMARIES["parallel"])
+    assert found and int(found.group(1)) > 0, SUMMARIES["parallel"]
 
 
 def test_traces_on_demand_are_those_of_differing_units(runs) -> None:
@@ -181,10 +197,14 @@ def test_not_repeatable_values_are_not_compared_so_need_no_trace() -> None:
 class FakeChild:
     """Stands in for a worker process: each unit 'runs' for a few milliseconds."""
 
-    busy = 0  # cores in use by fake workers now
+    busy = 0  # cores in use by fake workers now (background ones aside)
     peak = 0
+    wide = 0  # fake workers of more than one core at work now
+    background_now = 0  # background fake workers at work now, and their most at once
+    background_peak = 0
     lock = threading.Lock()
     log: list[tuple[str, int]] = []  # (combo, cores) of each job as it started
+    background_log: list[tuple[str, int]] = []  # (combo, wide workers beside it) of each
 
     def __init__(self, task_key: str, environ: dict[str, str], header: dict[str, Any],
                  servers: Any = None) -> None:
@@ -194,19 +214,31 @@ class FakeChild:
         self.ran = 0
         self.spawned = time.monotonic()
         self.crash = environ.get("CRASH") == "1"
+        self.background = environ.get(priority.PRIORITY_VARIABLE) == priority.BACKGROUND
 
     def send(self, message: dict[str, Any]) -> bool:
         if self.crash:
             self.events.append(None)
             return True
         with FakeChild.lock:
-            FakeChild.busy += self.cores
-            FakeChild.peak = max(FakeChild.peak, FakeChild.busy)
-            FakeChild.log.append((self.task_key, self.cores))
-            others = FakeChild.busy - self.cores
+            if self.background:
+                FakeChild.background_now += 1
+                FakeChild.background_peak = max(FakeChild.background_peak,
+                                                FakeChild.background_now)
+                FakeChild.background_log.append((self.task_key, FakeChild.wide))
+            else:
+                FakeChild.busy += self.cores
+                FakeChild.wide += self.cores > 1
+                FakeChild.peak = max(FakeChild.peak, FakeChild.busy)
+                FakeChild.log.append((self.task_key, self.cores))
+            others = FakeChild.busy - (0 if self.background else self.cores)
         time.sleep(0.005)
         with FakeChild.lock:
-            FakeChild.busy -= self.cores
+            if self.background:
+                FakeChild.background_now -= 1
+            else:
+                FakeChild.busy -= self.cores
+                FakeChild.wide -= self.cores > 1
         self.events.append({"event": "start", "unit": message["id"]})
         self.events.append({"event": "finish", "unit": message["id"], "rows": [],
                             "seconds": 0.005, "others": others})
@@ -262,13 +294,88 @@ def test_one_thread_combinations_run_side_by_side_all_core_ones_alone(monkeypatc
     finished: list = []
     failed: list = []
     tasks = fake_tasks([1, 1, 1, 2, 2], 20, finished, failed)
-    Pool(jobs=2).run(tasks)
+    Pool(jobs=2, backfill=False).run(tasks)  # background workers: the test below
     assert len(finished) == 100 and not failed
     assert FakeChild.peak == 2  # never more cores busy than --jobs
     one_core = [event["others"] for combo, event in finished if combo["threads"] == "1"]
     two_core = [event["others"] for combo, event in finished if combo["threads"] == "2"]
     assert max(one_core) == 1  # one-thread workers did run side by side
     assert max(two_core) == 0  # a worker using all cores ran alone
+
+
+def test_a_background_worker_takes_one_core_units_only_beside_a_wide_worker(monkeypatch
+                                                                           ) -> None:
+    """Wide tasks run first, alone; beside each, one background worker (idle priority,
+    audit.priority) takes one-core units, and stops when no wide worker runs."""
+    monkeypatch.setattr(pool_module, "Child", FakeChild)
+    FakeChild.busy = FakeChild.peak = FakeChild.wide = FakeChild.background_peak = 0
+    FakeChild.log, FakeChild.background_log = [], []
+    finished: list = []
+    pool = Pool(jobs=2, backfill=True)
+    pool.run(fake_tasks([1, 1, 2, 2], 40, finished, []))
+    assert len(finished) == 160 and FakeChild.peak == 2
+    assert pool.background_units == len(FakeChild.background_log) > 0
+    assert FakeChild.background_peak == 1
+    # Every background unit started while a wide worker was at work (a unit taken just
+    # as the wide worker finished may see none: the pool then counts it as holding a core).
+    beside = [wide for _, wide in FakeChild.background_log]
+    assert sum(wide > 0 for wide in beside) >= len(beside) - 2
+    # The wide tasks ran first: no normal one-core worker before the last wide unit.
+    last_wide = max(i for i, (_, cores) in enumerate(FakeChild.log) if cores == 2)
+    assert all(cores == 2 for _, cores in FakeChild.log[:last_wide])
+    for key, _ in FakeChild.background_log:  # "background [combo, header]"
+        label, _, parked_as = key.partition(" ")
+        assert label == priority.BACKGROUND and json.loads(parked_as)[0]["threads"] == "1"
+
+    FakeChild.background_log = []
+    without = Pool(jobs=2, backfill=False)
+    without.run(fake_tasks([1, 1, 2, 2], 10, finished, []))
+    assert without.background_units == 0 and FakeChild.background_log == []
+    assert not Pool(jobs=1, backfill=True).backfill  # --jobs 1: one worker, nothing beside
+
+
+def test_a_background_unit_does_not_time_out_while_a_wide_worker_runs(monkeypatch) -> None:
+    """It may get no cycles at all beside a wide worker: only the time after counts."""
+
+    class Silent(FakeChild):
+        def send(self, message: dict[str, Any]) -> bool:
+            self.events.append({"event": "start", "unit": message["id"]})
+            return True
+
+        def event(self, deadline: float) -> dict[str, Any] | None:
+            if self.events:
+                return self.events.popleft()
+            time.sleep(max(0.0, deadline - time.monotonic()))
+            raise pool_module.queue.Empty
+
+    pool = Pool(jobs=2, backfill=True)
+    finished: list = []
+    failed: list = []
+    (task,) = fake_tasks([1], 1, finished, failed)
+    task.hooks.timeout_of = lambda job: 0.2
+    child = Silent("t0", {"CORES": "1"}, {})
+    child.background, child.effective = True, {}
+    with pool.lock:
+        pool.wide, pool.shadow = 1, (0.0, time.monotonic())  # a wide worker runs
+
+    def wide_worker_ends() -> None:
+        time.sleep(0.6)
+        with pool.lock:
+            pool.wide, pool.shadow = 0, (pool.shadowed(), None)
+
+    threading.Thread(target=wide_worker_ends, daemon=True).start()
+    started = time.monotonic()
+    job = task.pending.popleft()
+    assert child.send(job.message())
+    assert pool.run_job(task, child, job) == (True, ("timeout", "no result within 0.2 s"))
+    assert time.monotonic() - started >= 0.6 + 0.2 - 0.05
+    child.background = False  # a normal unit: its timeout counts from its start
+    started = time.monotonic()
+    with pool.lock:
+        pool.wide, pool.shadow = 1, (pool.shadowed(), time.monotonic())
+    assert child.send(job.message())
+    assert pool.run_job(task, child, job)[1] == ("timeout", "no result within 0.2 s")
+    assert time.monotonic() - started < 0.6
 
 
 def test_jobs_1_runs_everything_one_at_a_time(monkeypatch) -> None:
