@@ -501,8 +501,7 @@ def _pick(walk: _Walk, a: Trace, b: Trace, output: str | None,
 
 
 def _output_digest(trace: Trace, output: str) -> str | None:
-    anchor = next((e for e in reversed(trace.events) if e.kind == "output" and e.op == output),
-                  None)
+    anchor = trace.anchor(output)
     return anchor.outputs[0] if anchor is not None and anchor.outputs else None
 
 
@@ -525,15 +524,10 @@ def _upstream(trace: Trace, output: str, other: set[str]) -> dict[int, set[str]]
     Followed back through values the other side lacks only: an op that reads a differing
     value but makes the same one (`ones_like(loss)`) passes no difference on.
     """
-    anchor = next((e for e in reversed(trace.events) if e.kind == "output" and e.op == output),
-                  None)
+    anchor = trace.anchor(output)
     if anchor is None:
         return None
-    producers: dict[str, list[int]] = {}
-    for event in trace.events[:anchor.index]:
-        for digest in event.outputs if event.kind == "op" else ():
-            if digest is not None:
-                producers.setdefault(digest, []).append(event.index)
+    producers = trace.producers()  # those after the anchor are cut by `bisect` below
     found: dict[int, set[str]] = {}  # event position -> which of its outputs were followed
     queue = [(digest, anchor.index) for digest in anchor.inputs
              if digest is not None and digest not in other]

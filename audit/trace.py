@@ -137,6 +137,33 @@ class Trace:
     torch: str = ""
     truncated: bool = False
     skipped: int = 0  # view and uninitialised-memory op calls, not recorded
+    # (events counted, producers, anchors): built on first use by `producers`/`anchor`
+    _index: tuple[int, dict[str, list[int]], dict[str, Event]] | None = field(
+        default=None, repr=False, compare=False)
+
+    def _indexed(self) -> tuple[int, dict[str, list[int]], dict[str, Event]]:
+        """Producers and output anchors, built once per trace (the origin of every output
+        of a unit is asked of the same two traces)."""
+        if self._index is None or self._index[0] != len(self.events):
+            producers: dict[str, list[int]] = {}
+            anchors: dict[str, Event] = {}
+            for event in self.events:
+                if event.kind == "op":
+                    for digest in event.outputs:
+                        if digest is not None:
+                            producers.setdefault(digest, []).append(event.index)
+                elif event.kind == "output":
+                    anchors[event.op] = event  # the last one of a name
+            self._index = (len(self.events), producers, anchors)
+        return self._index
+
+    def producers(self) -> dict[str, list[int]]:
+        """digest -> positions of the ops that output it, in call order."""
+        return self._indexed()[1]
+
+    def anchor(self, output: str) -> Event | None:
+        """The last `output` event of that name."""
+        return self._indexed()[2].get(output)
 
     def digests(self) -> set[str]:
         """Every value this run saw: read, produced or named."""
