@@ -599,7 +599,7 @@ def _make_recorder_class(base: type) -> type:
             self.max_events = max_events
             self.busy = False  # our own reads of tensors are not recorded
             self.infos: dict[Any, _OpInfo] = {}
-            self.frames: dict[str, bool] = {}
+            self.frames: dict[str, str | None] = {}  # file -> its name, None: not user code
             # geometry -> (weakref to the tensor hashed, its version, digest, sample, in-place)
             self.cache: dict[tuple[Any, ...], tuple[Any, int, str | None, Any, bool]] = {}
             self.by_storage: dict[tuple[str, int], set[tuple[Any, ...]]] = {}
@@ -832,14 +832,14 @@ def _make_recorder_class(base: type) -> type:
             frame: Any = sys._getframe(1)
             while frame is not None:
                 filename = frame.f_code.co_filename
-                skip = self.frames.get(filename)
-                if skip is None:
+                name = self.frames.get(filename, "")
+                if name == "":  # not seen yet
                     path = os.path.abspath(filename)
                     skip = path.startswith(internal) and not (
                         path.startswith(user) and os.path.basename(path) not in _PLUMBING)
-                    self.frames[filename] = skip
-                if not skip:
-                    return f"{Path(filename).name}:{frame.f_lineno}"
+                    name = self.frames[filename] = None if skip else Path(filename).name
+                if name is not None:
+                    return f"{name}:{frame.f_lineno}"
                 frame = frame.f_back
             return None
 
