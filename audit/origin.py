@@ -480,12 +480,19 @@ def _pick(walk: _Walk, a: Trace, b: Trace, output: str | None,
                                 "other code paths under a dispatch mode), so its trace does "
                                 "not explain the results")
     origins = walk.origins
-    if output is not None:
+    if output is not None and b.anchor(output) is not None:
         upstream_a = _upstream(a, output, walk.b.seen)
-        upstream_b = _upstream(b, output, walk.a.seen)
-        if upstream_a is not None and upstream_b is not None:
-            origins = [_for_output(origin, a, b, upstream_a) for origin in origins
-                       if origin.call_index_a in upstream_a or origin.call_index_b in upstream_b]
+        if upstream_a is not None:
+            upstream_b: dict[int, set[str]] | None = None  # walked only if a's is not enough
+            kept = []
+            for origin in origins:
+                if origin.call_index_a not in upstream_a:
+                    if upstream_b is None:
+                        upstream_b = _upstream(b, output, walk.a.seen) or {}
+                    if origin.call_index_b not in upstream_b:
+                        continue
+                kept.append(_for_output(origin, a, b, upstream_a))
+            origins = kept
     cut = " (a trace was cut short)" if a.truncated or b.truncated else ""
     if origins:
         first = origins[0]
