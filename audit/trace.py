@@ -521,6 +521,33 @@ def _make_recorder_class(base: type) -> type:
     import torch
     from torch.utils._pytree import tree_flatten
 
+    def leaves_of(value: Any) -> list[Any]:
+        """`tree_flatten(value)[0]`, without its generic machinery for the plain lists,
+        tuples and dicts ops take and return (a tenth of a traced run went to it); any
+        other container (named tuples, torch.return_types, ...) still goes through it, so
+        the leaves and their order are the same."""
+        kind = type(value)
+        if kind is list or kind is tuple:
+            found: list[Any] = []
+            for item in value:
+                inner = type(item)
+                if inner is list or inner is tuple or inner is dict:
+                    found += leaves_of(item)
+                elif inner in _LEAF_TYPES:
+                    found.append(item)
+                else:
+                    found += tree_flatten(item)[0]
+            return found
+        if kind is dict:
+            return leaves_of(list(value.values()))
+        if kind in _LEAF_TYPES:
+            return [value]
+        return tree_flatten(value)[0]
+
+    _LEAF_TYPES = frozenset({torch.Tensor, torch.nn.Parameter, int, float, bool, str,
+                             type(None), complex, torch.dtype, torch.device, torch.layout,
+                             torch.memory_format})
+
     from audit.hashing import Part, digest_parts, dtype_name, tensor_parts
 
     internal, user = _internal_prefixes()
@@ -586,6 +613,8 @@ def _make_recorder_class(base: type) -> type:
     class Recorder(base):  # type: ignore[misc, valid-type]
         """Records op calls into `self.trace` while active (`with recorder:`)."""
 
+        leaves = staticmethod(leaves_of)  # for the tests: the same as tree_flatten's
+
         @classmethod
         def _should_skip_dynamo(cls) -> bool:
             """No: torch >= 2.3 otherwise wraps `__torch_dispatch__` in torch._dynamo.disable,
@@ -647,7 +676,7 @@ def _make_recorder_class(base: type) -> type:
             read = list(args[1:]) if info.overwriting else list(args)
             read += [value for name, value in kwargs.items()
                      if name not in info.outs and not (info.overwriting and name == "self")]
-            leaves = tree_flatten(read)[0]
+            leaves = leaves_of(read)
             inputs = [self.digest(leaf)[0] for leaf in leaves if isinstance(leaf, torch.Tensor)]
             fingerprint = _fingerprint(leaf for leaf in leaves
                                        if not isinstance(leaf, torch.Tensor))
@@ -675,7 +704,7 @@ def _make_recorder_class(base: type) -> type:
                       fingerprint: str | None, written: list[Any],
                       before: list[tuple[str, int] | None]) -> None:
             self.invalidate(written, before)
-            leaves = tree_flatten(result)[0]
+            leaves = leaves_of(result)
             if written:  # what it wrote and did not return (`_foreach_add_`, running stats)
                 returned = {geometry(leaf) for leaf in leaves if isinstance(leaf, torch.Tensor)}
                 leaves = list(leaves) + [tensor for tensor in written
@@ -704,7 +733,7 @@ def _make_recorder_class(base: type) -> type:
                     value = args[where] if where < len(args) else None
                 else:
                     value = kwargs.get(where)
-                found += [leaf for leaf in tree_flatten(value)[0]
+                found += [leaf for leaf in leaves_of(value)
                           if isinstance(leaf, torch.Tensor)]
             return found
 

@@ -239,6 +239,27 @@ def test_batch_norm_running_statistics_are_written_outputs() -> None:
     assert named.outputs[0] == norms[1].outputs[3] == digest(result["mean"])[:32]
 
 
+def test_the_recorders_flattening_gives_pytrees_leaves_in_the_same_order() -> None:
+    from torch.utils._pytree import tree_flatten
+
+    from audit.trace import recorder_for
+
+    leaves = type(recorder_for()).leaves
+    x, y = torch.ones(2), torch.zeros(3)
+    values = [
+        x, 3, None, (x, 2.5, [y, None]), [x, (y, torch.Size([2, 3]))],
+        {"out": x, "dim": (0, 1), "dtype": torch.float64},
+        torch.max(torch.ones(2, 3), dim=1),  # torch.return_types: not a plain tuple
+        [torch.max(y, dim=0), {"a": [x, {"b": y}]}], torch.Size([4]), (),
+        (torch.nn.Parameter(x), torch.device("cpu"), torch.strided, torch.contiguous_format),
+    ]
+    for value in values:
+        expected = tree_flatten(value)[0]
+        found = leaves(value)
+        assert len(found) == len(expected) and all(
+            a is b for a, b in zip(found, expected)), value
+
+
 def test_in_place_and_out_ops_read_before_and_write_after() -> None:
     from audit.hashing import digest
 
