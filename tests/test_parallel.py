@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 import sys
 import threading
@@ -22,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from audit import forkserver, priority
 from audit import pool as pool_module
-from audit import priority
 from audit.pool import Hooks, Job, Pool, Task, cores_of
 from audit.results import make_row, unit_key
 from audit.trace import read_traces
@@ -94,14 +93,54 @@ def test_parallel_digests_equal_serial_ones_for_every_combination(runs) -> None:
                for row in runs["parallel"][1])
 
 
-def test_background_workers_ran_units_of_the_parallel_run(runs) -> None:
-    """The digests above include units a background worker ran beside a wide one
-    (audit.priority), wherever this machine can run one; never in the serial run."""
+def test_background_workers_ran_no_unit_of_the_serial_run(runs) -> None:
     assert "background workers" not in SUMMARIES["serial"]
-    if not priority.supported():
-        pytest.skip("no SCHED_IDLE here: no background workers (Linux only)")
-    found = re.search(r"(\d+) units run by background workers", SUMMARIES["parallel"])
-    assert found and int(found.group(1)) > 0, SUMMARIES["parallel"]
+    assert runs["serial"][1]
+
+
+def audit_in_pool(jobs: int, backfill: bool) -> tuple[dict[tuple[str, str, str], Any], int]:
+    """Four settings combinations (two of them wide) of five scenarios in a real pool:
+    digests by cell, and how many units background workers ran. The fork servers are
+    warmed first (one worker of each started and ready), so that the background worker
+    is ready a few milliseconds after the first wide one starts, not after an import."""
+    import torch
+
+    from audit.pool import Child
+    from audit.runner import Plan, Runner, worker_environ, worker_header
+    from audit.scenarios import registry
+
+    registry.load_builtin()
+    known = registry.all_scenarios()
+    scenarios = [known[name] for name in (*SELECTION, "ops.softmax", "train.mlp_sgd")]
+    settings = {"threads": ["1", "2"], "cpu_capability": ["default", "avx2"],
+                "deterministic": ["off", "on"]}
+    with Pool(jobs, backfill=backfill) as pool:
+        for threads in ("1", "2"):
+            combo = {"threads": threads}
+            child = Child("warm", worker_environ(combo), worker_header(combo, [], None),
+                          pool.servers)
+            deadline = time.monotonic() + 120
+            while (event := child.event(deadline)) is not None and event["event"] != "ready":
+                pass
+            assert event is not None, child.exit_message()
+            child.close()
+        runner = Runner(Plan(scenarios, ["cpu"], settings), "test", torch.__version__,
+                        pool=pool)
+        pool.run(runner.tasks({"cpu": None}))
+        cells = {(row["scenario"], str(row["output"]), json.dumps(row["settings"],
+                                                                  sort_keys=True)):
+                 (row["status"], row["digest"]) for row in runner.collected}
+        return cells, pool.background_units
+
+
+@pytest.mark.skipif(not (priority.supported() and forkserver.supported()),
+                    reason="background workers need SCHED_IDLE and forked workers (Linux)")
+def test_units_background_workers_ran_give_the_digests_of_a_serial_run() -> None:
+    parallel, background = audit_in_pool(2, backfill=True)
+    serial, none = audit_in_pool(1, backfill=False)
+    assert background > 0 and none == 0
+    assert parallel == serial and len(serial) > 16
+    assert all(status == "ok" for status, _ in serial.values())
 
 
 def test_traces_on_demand_are_those_of_differing_units(runs) -> None:
