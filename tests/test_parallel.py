@@ -98,15 +98,14 @@ def test_background_workers_ran_no_unit_of_the_serial_run(runs) -> None:
     assert runs["serial"][1]
 
 
-def audit_in_pool(jobs: int, backfill: bool) -> tuple[dict[tuple[str, str, str], Any], int]:
-    """Four settings combinations (two of them wide) of five scenarios in a real pool:
-    digests by cell, and how many units background workers ran. The fork servers are
-    warmed first (one worker of each started and ready), so that the background worker
-    is ready a few milliseconds after the first wide one starts, not after an import."""
+def audit_twice_in_pool() -> list[tuple[dict[tuple[str, str, str], Any], int]]:
+    """Four settings combinations (two of them wide) of five scenarios, in a real pool of
+    2 cores, without and then with background workers: for each, digests by cell and how
+    many units background workers ran. The first run leaves the fork servers warm, so the
+    second one's background worker is ready milliseconds after the first wide one starts."""
     import torch
 
-    from audit.pool import Child
-    from audit.runner import Plan, Runner, worker_environ, worker_header
+    from audit.runner import Plan, Runner
     from audit.scenarios import registry
 
     registry.load_builtin()
@@ -114,33 +113,27 @@ def audit_in_pool(jobs: int, backfill: bool) -> tuple[dict[tuple[str, str, str],
     scenarios = [known[name] for name in (*SELECTION, "ops.softmax", "train.mlp_sgd")]
     settings = {"threads": ["1", "2"], "cpu_capability": ["default", "avx2"],
                 "deterministic": ["off", "on"]}
-    with Pool(jobs, backfill=backfill) as pool:
-        for threads in ("1", "2"):
-            combo = {"threads": threads}
-            child = Child("warm", worker_environ(combo), worker_header(combo, [], None),
-                          pool.servers)
-            deadline = time.monotonic() + 120
-            while (event := child.event(deadline)) is not None and event["event"] != "ready":
-                pass
-            assert event is not None, child.exit_message()
-            child.close()
-        runner = Runner(Plan(scenarios, ["cpu"], settings), "test", torch.__version__,
-                        pool=pool)
-        pool.run(runner.tasks({"cpu": None}))
-        cells = {(row["scenario"], str(row["output"]), json.dumps(row["settings"],
-                                                                  sort_keys=True)):
-                 (row["status"], row["digest"]) for row in runner.collected}
-        return cells, pool.background_units
+    found = []
+    with Pool(2, backfill=False) as pool:
+        for backfill in (False, True):
+            pool.backfill, pool.background_units = backfill, 0
+            runner = Runner(Plan(scenarios, ["cpu"], settings), "test", torch.__version__,
+                            pool=pool)
+            pool.run(runner.tasks({"cpu": None}))
+            found.append(({(row["scenario"], str(row["output"]),
+                            json.dumps(row["settings"], sort_keys=True)):
+                           (row["status"], row["digest"]) for row in runner.collected},
+                          pool.background_units))
+    return found
 
 
 @pytest.mark.skipif(not (priority.supported() and forkserver.supported()),
                     reason="background workers need SCHED_IDLE and forked workers (Linux)")
-def test_units_background_workers_ran_give_the_digests_of_a_serial_run() -> None:
-    parallel, background = audit_in_pool(2, backfill=True)
-    serial, none = audit_in_pool(1, backfill=False)
+def test_units_background_workers_ran_give_the_digests_of_a_run_without_them() -> None:
+    (without, none), (with_background, background) = audit_twice_in_pool()
     assert background > 0 and none == 0
-    assert parallel == serial and len(serial) > 16
-    assert all(status == "ok" for status, _ in serial.values())
+    assert with_background == without and len(without) > 16
+    assert all(status == "ok" for status, _ in without.values())
 
 
 def test_traces_on_demand_are_those_of_differing_units(runs) -> None:
