@@ -536,7 +536,8 @@ class Pool:
             except queue.Empty:
                 if child.background:  # time a wide worker ran beside it does not count
                     with self.lock:
-                        extra, counted = self.shadowed() - counted, self.shadowed()
+                        now = self.shadowed()
+                    extra, counted = now - counted, now
                     if extra > 0.01:
                         deadline += extra
                         continue

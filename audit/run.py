@@ -247,9 +247,8 @@ def audit_in(pool: Any, options: RunOptions) -> str:
     parts = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
     traced_note = (f"; traces of {len(traced_units)} units in {traces_path(final).name}"
                    if traced_units else "")
-    background = getattr(pool, "background_units", 0)
-    background_note = (f"; {background} units run by background workers (audit.priority)"
-                       if background else "")
+    background_note = (f"; {pool.background_units} units run by background workers "
+                       "(audit.priority)" if pool.background_units else "")
     return (f"wrote {len(rows)} rows to {final} ({parts}; {not_repeatable} not repeatable "
             f"run to run{traced_note}{background_note})")
 
