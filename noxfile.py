@@ -21,11 +21,16 @@ import nox
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from audit import matrix as matrix_file  # noqa: E402 - torch-free modules of the package
-from audit.atomic import write_compressed_copy  # noqa: E402
+# torch-free modules of the package
+from audit.config import matrix as matrix_file  # noqa: E402
 from audit.errors import UserError  # noqa: E402
-from audit.results import write_unavailable  # noqa: E402
-from audit.sources import PackageSources, pip_config_sources, torch_sources  # noqa: E402
+from audit.integrations.uv_sources import (  # noqa: E402
+    PackageSources,
+    pip_config_sources,
+    torch_sources,
+)
+from audit.store.atomic import write_compressed_copy  # noqa: E402
+from audit.store.results import write_unavailable  # noqa: E402
 
 nox.options.default_venv_backend = "uv"
 nox.options.sessions = ["audit", "trace", "report"]
@@ -159,7 +164,7 @@ def pending_versions(paths: list[str]) -> set[str] | None:
     """Torch versions whose results lack traces the trace step would add, found here
     without torch (None: not known here, e.g. without numpy: every version is asked)."""
     try:
-        from audit.retrace import TraceOptions, pending_torch_versions
+        from audit.run.trace_command import TraceOptions, pending_torch_versions
 
         return pending_torch_versions(TraceOptions(paths=paths, own=[str(RESULTS)]))
     except ImportError:

@@ -124,7 +124,7 @@ def check_out_folder(out: str, flag: str = "--out") -> None:
 
 
 def command_run(args: argparse.Namespace) -> int:
-    from audit.run import RunOptions, run_audit
+    from audit.run.run_command import RunOptions, run_audit
 
     check_out_folder(args.out)
     options = RunOptions.from_arguments(args)
@@ -134,15 +134,15 @@ def command_run(args: argparse.Namespace) -> int:
 
 
 def command_trace(args: argparse.Namespace) -> int:
-    from audit.retrace import TraceOptions, retrace
-    from audit.run import parse_jobs
+    from audit.run.run_command import parse_jobs
+    from audit.run.trace_command import TraceOptions, retrace
 
     if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise UserError(f"--timeout must be a positive number of seconds, not {args.timeout!r}")
     options = TraceOptions(paths=list(args.paths), own=list(args.own),
                            jobs=parse_jobs(args.jobs), timeout=args.timeout)
     if args.matrix:
-        from audit import matrix as matrix_module
+        from audit.config import matrix as matrix_module
 
         loaded = matrix_module.load(args.matrix)
         options.scenario_files = list(loaded.scenario_files)
@@ -153,7 +153,7 @@ def command_trace(args: argparse.Namespace) -> int:
 
 
 def command_report(args: argparse.Namespace) -> int:
-    from audit.report import write_report
+    from audit.publish.report import write_report
 
     check_out_folder(args.out)
     path = write_report(args.paths, Path(args.out))
@@ -162,7 +162,7 @@ def command_report(args: argparse.Namespace) -> int:
 
 
 def command_keep(args: argparse.Namespace) -> int:
-    from audit.kept import keep
+    from audit.store.kept import keep
 
     check_out_folder(args.to, "--to")
     for line in keep(args.paths, Path(args.to)):
@@ -171,7 +171,7 @@ def command_keep(args: argparse.Namespace) -> int:
 
 
 def command_changelog(args: argparse.Namespace) -> int:
-    from audit.changelog import write_changelog
+    from audit.publish.changelog import write_changelog
 
     print(f"wrote {write_changelog(args.paths, Path(args.out))}")
     return 0
@@ -189,7 +189,7 @@ def command_list(args: argparse.Namespace) -> int:
 
 
 def command_env(_: argparse.Namespace) -> int:
-    from audit.environment import collect, env_id
+    from audit.environment.collect import collect, env_id
 
     environment = collect()
     print(json.dumps({"env_id": env_id(environment), **environment}, indent=2, sort_keys=True))
@@ -197,7 +197,7 @@ def command_env(_: argparse.Namespace) -> int:
 
 
 def command_baseline(args: argparse.Namespace) -> int:
-    from audit import baseline
+    from audit.judge import baseline
 
     if args.baseline_command == "save":
         count = baseline.save(args.paths, Path(args.to), update=args.update)
@@ -210,7 +210,7 @@ def command_baseline(args: argparse.Namespace) -> int:
 
 
 def command_diff(args: argparse.Namespace) -> int:
-    from audit.diff import diff, format_diff
+    from audit.judge.diff import diff, format_diff
 
     result = diff([args.a], [args.b])
     for line in format_diff(result):

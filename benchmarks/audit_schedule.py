@@ -12,7 +12,7 @@ machine falls on all of them alike:
   parallel, trace all      --trace-all
   parallel, on demand      the matrix as it is (trace = true): the default
 For each variant: wall time, rows, units traced, and from the report's own comparison
-(audit.compare, in this interpreter: it needs pandas) the differing cells (an output at
+(audit.judge.compare, in this interpreter: it needs pandas) the differing cells (an output at
 one axis value against the reference value) and how many got an origin ("first diverges
 at ..."). Checked: the digests of every variant equal those of `serial, trace all`, and
 trace-on-demand names an origin for every cell the traced-everything run names one for.
@@ -68,9 +68,9 @@ def run_variant(python: str, matrix: str, select: list[str], arguments: list[str
 
 def facts(out: Path) -> dict[str, Any]:
     """Digests, traced units, and the report's differing cells with and without an origin."""
-    from audit.compare import compare
-    from audit.results import read_all
-    from audit.trace import read_traces
+    from audit.judge.compare import compare
+    from audit.store.results import read_all
+    from audit.trace.record import read_traces
 
     (results,) = out.glob("*.jsonl")
     digests = {}

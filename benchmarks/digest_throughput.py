@@ -1,8 +1,8 @@
-"""How fast `audit.hashing.digest` is against a plain read of the same bytes.
+"""How fast `audit.capture.hashing.digest` is against a plain read of the same bytes.
 
 For float32 tensors of 1 KiB to 256 MiB, measured side by side (interleaved, median of N):
 `digest`, raw blake3 over the same bytes (the hash alone, same threading rule as `digest`),
-`audit.sample.take_sample`, and candidate read passes that touch every byte once. The
+`audit.capture.sample.take_sample`, and candidate read passes that touch every byte once. The
 fastest read pass at each size is the baseline for the ratio, and is named. Targets:
 digest >= 0.75x the read pass from 4 MiB up, and <= 10 us per digest of a 3x3 tensor.
 
@@ -29,8 +29,8 @@ from _common import (
     target_line,
 )
 
-from audit.hashing import THREADED_FROM_BYTES, digest, digest_parts, tensor_parts
-from audit.sample import sample_positions, take_sample
+from audit.capture.hashing import THREADED_FROM_BYTES, digest, digest_parts, tensor_parts
+from audit.capture.sample import sample_positions, take_sample
 
 SIZES = [1024, 1 * MiB, 4 * MiB, 64 * MiB, 256 * MiB]
 QUICK_SIZES = [1024, 1 * MiB, 4 * MiB, 64 * MiB]

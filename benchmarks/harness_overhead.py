@@ -7,7 +7,7 @@ Four variants over the same built-in scenarios on cpu, no settings, interleaved:
                 outputs and describe them (digest, value sample);
   bare child    the bare calls in one fresh child process, timed from here: what the
                 scenarios cost with process start-up and first-call warm-up, no harness;
-  runner        `audit.runner.Runner` with a `Plan`: one worker child, events, rows.
+  runner        `audit.run.runner.Runner` with a `Plan`: one worker child, events, rows.
 The runner's child pays process start-up (interpreter, `import torch`, loading the
 scenarios), measured separately in fresh children. Target: runner / bare <= 1.15x, given
 against the bare child (both pay start-up), the warm bare calls, and the warm bare calls
@@ -45,8 +45,8 @@ BARE_CHILD = """
 import json, sys, time
 started = time.perf_counter()
 import torch
-from audit.devices import KNOWN_DEVICES, device_status
-from audit.runner import scenario_devices, unavailable_reason
+from audit.environment.devices import KNOWN_DEVICES, device_status
+from audit.run.runner import scenario_devices, unavailable_reason
 from audit.scenarios import registry
 from audit.scenarios.context import Context
 registry.load_builtin()
@@ -97,12 +97,12 @@ def main() -> None:
 
     import torch
 
-    from audit.devices import KNOWN_DEVICES, device_status
-    from audit.environment import collect, env_id
-    from audit.runner import Plan, Runner, scenario_devices, unavailable_reason
+    from audit.environment.collect import collect, env_id
+    from audit.environment.devices import KNOWN_DEVICES, device_status
+    from audit.run.runner import Plan, Runner, scenario_devices, unavailable_reason
+    from audit.run.worker import describe_outputs, run_once
     from audit.scenarios import registry
     from audit.scenarios.context import Context
-    from audit.worker import describe_outputs, run_once
 
     registry.load_builtin()
     scenarios = registry.select(patterns)

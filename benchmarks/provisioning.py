@@ -2,7 +2,7 @@
 
 Installs `torch==2.13.0+cpu` (default) into fresh venvs from the sources pip is configured
 with: pip reads its own configuration; uv gets them as options
-(`audit.sources.pip_config_sources().uv_options()`), since it reads none of pip's.
+(`audit.integrations.uv_sources.pip_config_sources().uv_options()`), since it reads none of pip's.
   uv cold   fresh UV_CACHE_DIR in the temp folder (same filesystem as the venvs)
   uv warm   a second venv with that same cache (uv hard-links from its cache)
   pip cold  `--no-cache-dir`
@@ -29,7 +29,7 @@ from typing import Any
 
 from _common import emit_json, tree_size
 
-from audit.sources import pip_config_sources
+from audit.integrations.uv_sources import pip_config_sources
 
 MB = 1_000_000
 

@@ -1,11 +1,11 @@
-"""How long `audit.report.write_report` takes on a million result rows, and its peak memory.
+"""How long `audit.publish.report.write_report` takes on a million result rows, and its peak memory.
 
 Writes synthetic results files of a realistic shape into a temp folder: 2 torch versions
 (one file each) x cpu x threads 1/2 x cpu_capability default/avx2/avx512 x deterministic
 off/on = 24 environment-settings combinations, over enough (scenario, output) pairs to make
 `--rows` rows (~42,000 pairs for 1,000,000). Most outputs hold everywhere; some differ along
 one axis (torch, CPU capability, threads, determinism) or two, with real digests and real
-value samples (`audit.sample.take_sample` of small tensors a few ULP apart), so distances
+value samples (`audit.capture.sample.take_sample` of small tensors a few ULP apart), so distances
 are computed; a few cells are nondeterministic, raise, or are unavailable. The report then
 runs in a child process, timed there; its peak RSS is the children's high-water mark
 (`getrusage(RUSAGE_CHILDREN).ru_maxrss`). Targets: under 15 s, under 2 GiB.
@@ -32,10 +32,10 @@ import numpy as np
 import torch
 from _common import ROOT, emit_json, size_label, target_line
 
-from audit.environment import collect, env_id
-from audit.hashing import digest
-from audit.results import Compaction, dumps, make_header, make_row
-from audit.sample import take_sample
+from audit.capture.hashing import digest
+from audit.capture.sample import take_sample
+from audit.environment.collect import collect, env_id
+from audit.store.results import Compaction, dumps, make_header, make_row
 
 SECONDS_TARGET = 15.0
 MEMORY_TARGET = 2 * 1024**3
@@ -62,7 +62,7 @@ import cProfile, io, json, pstats, sys, time
 from pathlib import Path
 sys.path.insert(0, sys.argv[1])
 started = time.perf_counter()
-from audit.report import write_report
+from audit.publish.report import write_report
 imported = time.perf_counter()
 profile = cProfile.Profile() if sys.argv[4] == "1" else None
 if profile:
@@ -142,7 +142,7 @@ def ok_line(output: Output, variant: int, repeatable: bool, seconds: float,
     """`dumps(make_row(...))` of an ok row, assembled from pieces serialized once.
 
     Keys in sorted order, separators as `dumps` writes them; checked against `dumps` for
-    the first rows of every run (see `generate`). As `audit.results.Compaction` writes
+    the first rows of every run (see `generate`). As `audit.store.results.Compaction` writes
     it: no `requested` (it equals `settings` here), and a sample only on the first row of
     its digest in the file (`with_sample`).
     """

@@ -24,16 +24,16 @@ from typing import Any, Callable
 from _common import emit_json, interleaved, median, size_label
 
 # ops.reductions is there for `same results traced: NO`: prod's gradient takes another path
-# under any dispatch mode (see audit/trace.py), which is why a traced run is an extra run.
+# under any dispatch mode (see audit/trace/record.py), which is why a traced run is an extra run.
 DEFAULT = ["ops.reductions_large", "train.mlp_sgd", "init.linear", "rng.randn", "ops.reductions"]
 
 
 def variants(scenario: Any) -> tuple[dict[str, Callable[[], float]], dict[str, Any]]:
-    from audit.hashing import digest
-    from audit.outputs import flatten_outputs
+    from audit.capture.hashing import digest
+    from audit.capture.outputs import flatten_outputs
+    from audit.run.worker import describe_outputs
     from audit.scenarios.context import Context
-    from audit.trace import trace_key, traced
-    from audit.worker import describe_outputs
+    from audit.trace.record import trace_key, traced
 
     last: dict[str, Any] = {}
 

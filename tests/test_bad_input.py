@@ -17,8 +17,8 @@ from typing import Iterator
 import pytest
 
 from audit.cli import main
-from audit.results import HEADER, SCHEMA, dumps, make_header, make_row, write_atomic
 from audit.scenarios import registry
+from audit.store.results import HEADER, SCHEMA, dumps, make_header, make_row, write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -309,7 +309,7 @@ def test_report_skips_a_foreign_file_beside_a_good_one(
     code, err = cli(capsys, "report", str(tmp_path / "results"),
                     "--out", str(tmp_path / "reports"))
     assert code == 0, err
-    from audit.heatmap import NOT_INSTALLED  # said where matplotlib is absent
+    from audit.publish.heatmap import NOT_INSTALLED  # said where matplotlib is absent
 
     assert [line for line in err.splitlines() if line != NOT_INSTALLED] == [
         f"warning: skipped {foreign}: no repro-audit header (not a repro-audit results file?)"]

@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 import torch
 
-from audit.baseline import check, format_check, save
+from audit.capture.hashing import digest
+from audit.capture.sample import take_sample
 from audit.errors import UserError
-from audit.hashing import digest
-from audit.results import make_header, make_row, write_atomic
-from audit.sample import take_sample
+from audit.judge.baseline import check, format_check, save
+from audit.store.results import make_header, make_row, write_atomic
 
 SETTINGS = {"threads": "1", "cpu_capability": "avx2"}
 LABEL = "[cpu cpu_capability=avx2 threads=1]"

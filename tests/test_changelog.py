@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from audit.changelog import same_since, write_changelog
 from audit.cli import main
-from audit.compare import compare
-from audit.results import read_all
+from audit.judge.compare import compare
+from audit.publish.changelog import same_since, write_changelog
+from audit.store.results import read_all
 
 FIXTURES = Path(__file__).parent / "data" / "report"
 

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 from audit.cli import main
-from audit.compare import PLATFORM, SETTING_PREFIX, compare, frame
-from audit.environment import collect, cpu_label, microarchitecture, platform_label
-from audit.kept import keep
-from audit.native import mkl_report, onednn_report, parse_mkl, parse_onednn
-from audit.results import read_all
-from audit.settings import NOT_APPLICABLE, SETTINGS, unset_value, with_unset_values
+from audit.config.settings import NOT_APPLICABLE, SETTINGS, unset_value, with_unset_values
+from audit.environment.collect import collect, cpu_label, microarchitecture, platform_label
+from audit.environment.native import mkl_report, onednn_report, parse_mkl, parse_onednn
+from audit.judge.compare import PLATFORM, SETTING_PREFIX, compare, frame
+from audit.store.kept import keep
+from audit.store.results import read_all
 
 ROOT = Path(__file__).resolve().parent.parent
 # Written by the release matrix on another machine, before rows recorded every setting.
@@ -81,7 +81,8 @@ def test_mkl_cbwr_reads_back_what_mkl_reports(tmp_path: Path) -> None:
     _, rows = audit_run(tmp_path, "--settings", "threads=1", "--settings", "mkl_cbwr=avx2",
                         "--devices", "cpu")
     probe = subprocess.run(
-        [sys.executable, "-c", "from audit.native import mkl_report; print(mkl_report().cnr)"],
+        [sys.executable, "-c",
+         "from audit.environment.native import mkl_report; print(mkl_report().cnr)"],
         cwd=ROOT, env={**__import__("os").environ, "MKL_CBWR": "AVX2"}, capture_output=True,
         text=True, check=True).stdout.strip()
     if probe == "AVX2":
@@ -209,7 +210,7 @@ def test_microarchitecture_names(vendor, family, model, stepping, expected) -> N
 
 
 def test_a_model_number_whose_name_the_flags_rule_out_names_no_microarchitecture() -> None:
-    from audit.report import machine_facts
+    from audit.publish.report import machine_facts
 
     amx = ["amx_bf16", "amx_tile", "avx512f"]
     # Seen here: a virtual Xeon with AMX (Sapphire Rapids or later) showing model 167.
@@ -300,7 +301,7 @@ def test_keep_replaces_the_same_machine_and_torch_and_nothing_else(tmp_path: Pat
 
 
 def test_keep_leaves_out_a_torch_that_could_not_be_audited(tmp_path: Path) -> None:
-    from audit.results import write_unavailable
+    from audit.store.results import write_unavailable
 
     failed = write_unavailable(tmp_path / "torch-9.9-unavailable.jsonl", "9.9", "no wheel")
     assert keep([str(failed)], tmp_path / "kept") == [

@@ -7,8 +7,8 @@ import types
 import pytest
 import torch
 
-from audit import devices
-from audit.runner import Plan, Runner, scenario_devices
+from audit.environment import devices
+from audit.run.runner import Plan, Runner, scenario_devices
 from audit.scenarios.registry import Scenario
 
 

@@ -7,10 +7,10 @@ from typing import Any
 
 import torch
 
-from audit.diff import diff, format_diff
-from audit.hashing import digest
-from audit.results import make_header, make_row, write_atomic
-from audit.sample import take_sample
+from audit.capture.hashing import digest
+from audit.capture.sample import take_sample
+from audit.judge.diff import diff, format_diff
+from audit.store.results import make_header, make_row, write_atomic
 
 SETTINGS = {"threads": "1"}
 

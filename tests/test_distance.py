@@ -14,8 +14,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from audit.distance import FORMATS, Distance, distance, minifloat_table, sample_from_array
-from audit.sample import Sample, take_sample
+from audit.capture.distance import FORMATS, Distance, distance, minifloat_table, sample_from_array
+from audit.capture.sample import Sample, take_sample
 
 try:  # the report side runs without torch; only the cross-checks against torch need it
     import torch

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from audit import heatmap
 from audit.cli import main
-from audit.results import read_all
+from audit.publish import heatmap
 from audit.scenarios import registry
+from audit.store.results import read_all
 
 FIXTURES = Path(__file__).parent / "data" / "report"
 

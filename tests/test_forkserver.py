@@ -1,7 +1,7 @@
-"""Workers forked from a server that imported torch (audit.forkserver) against fresh ones.
+"""Workers forked from a server that imported torch (audit.run.pool.forkserver) against fresh ones.
 
 Real workers on real units: a forked worker reads back the settings it was given, gives the
-digests a fresh `python -m audit.worker` gives, exits with the codes the pool reads, and a
+digests a fresh `python -m audit.run.worker` gives, exits with the codes the pool reads, and a
 pool whose server is gone starts fresh processes instead. (tests/test_parallel.py checks
 every combination of the default matrix: its serial run starts fresh processes, its
 parallel run forks them.)
@@ -16,10 +16,10 @@ from typing import Any
 
 import pytest
 
-from audit import forkserver, priority
-from audit.forkserver import ForkServers, server_environ, server_key
-from audit.pool import Child
-from audit.runner import worker_environ, worker_header
+from audit.run.pool import forkserver, priority
+from audit.run.pool.forkserver import ForkServers, server_environ, server_key
+from audit.run.pool.pool import Child
+from audit.run.runner import worker_environ, worker_header
 
 pytestmark = pytest.mark.skipif(not forkserver.supported(),
                                 reason="workers are forked on Linux only (fresh processes "

@@ -1,4 +1,4 @@
-"""The canonical digest (audit/hashing.py) on real tensors, case by case.
+"""The canonical digest (audit/capture/hashing.py) on real tensors, case by case.
 
 Expected digests are rebuilt here from the documented format, never from the code under
 test: BLAKE3 over a JSON header (sorted keys, json's default separators, then NUL), then
@@ -18,8 +18,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from audit import hashing  # noqa: E402
-from audit.hashing import (  # noqa: E402
+from audit.capture import hashing  # noqa: E402
+from audit.capture.hashing import (  # noqa: E402
     FORMAT,
     THREADED_FROM_BYTES,
     digest,
@@ -505,7 +505,7 @@ def test_quantized_float_qparams_zero_points_are_exact(no_quantized_view):
 
 @pytest.fixture
 def hasher_calls(monkeypatch):
-    """Record the keyword arguments of every blake3 hasher audit.hashing makes."""
+    """Record the keyword arguments of every blake3 hasher audit.capture.hashing makes."""
     calls: list[dict] = []
     real = blake3.blake3
 
@@ -562,7 +562,8 @@ def test_to_little_endian_known_pattern():
 
 @pytest.fixture
 def big_endian_host(monkeypatch):
-    """Make audit.hashing believe it runs on a big-endian host; record the swaps it asks for.
+    """Make audit.capture.hashing believe it runs on a big-endian host; record the swaps it asks
+    for.
 
     Only the module's own reference to `sys` is replaced, so nothing else sees the change.
     The tensor bytes stay this (little-endian) host's, so under the simulation the dense path

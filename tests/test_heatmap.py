@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from audit import heatmap
-from audit.compare import compare
-from audit.report import write_report
-from audit.results import read_all
+from audit.judge.compare import compare
+from audit.publish import heatmap
+from audit.publish.report import write_report
+from audit.store.results import read_all
 
 FIXTURES = Path(__file__).parent / "data" / "report"
 

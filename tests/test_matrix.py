@@ -13,10 +13,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit import matrix
-from audit.devices import KNOWN_DEVICES
+from audit.config import matrix
+from audit.config.matrix import KNOWN_DEVICES
+from audit.config.settings import SETTINGS
 from audit.errors import UserError
-from audit.settings import SETTINGS
 
 if sys.version_info >= (3, 11):
     import tomllib

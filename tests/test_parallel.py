@@ -1,8 +1,9 @@
-"""Workers side by side (audit.pool) and traces on demand (audit.trace_needs, run --trace).
+"""Workers side by side (audit.run.pool.pool) and traces on demand (audit.trace.needs, run --trace).
 
 End to end: the default matrix on a small selection, run serially with every unit traced
 (fresh worker processes) and in parallel with traces on demand (workers forked from a
-server that imported torch, audit.forkserver), gives the same digest for every output of every
+server that imported torch, audit.run.pool.forkserver), gives the same digest for every output
+of every
 settings combination, and a report naming an origin for the same differing outputs (the
 origin may come from another context of the other axes, so its distance may differ).
 """
@@ -21,12 +22,12 @@ from typing import Any
 
 import pytest
 
-from audit import forkserver, priority
-from audit import pool as pool_module
-from audit.pool import Hooks, Job, Pool, Task, cores_of
-from audit.results import make_row, unit_key
-from audit.trace import read_traces
-from audit.trace_needs import Source, differing, every_cell, wanted
+from audit.run.pool import forkserver, priority
+from audit.run.pool import pool as pool_module
+from audit.run.pool.pool import Hooks, Job, Pool, Task, cores_of
+from audit.store.results import make_row, unit_key
+from audit.trace.needs import Source, differing, every_cell, wanted
+from audit.trace.record import read_traces
 
 ROOT = Path(__file__).resolve().parent.parent
 # Differs along threads and cpu_capability (ops.layer_norm), along cpu_capability only
@@ -56,7 +57,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, list
     variants = {"serial": ("--jobs", "1", "--trace-all"),
                 "parallel": ("--jobs", "3")}  # the matrix says trace = true: on demand
     # The serial run's workers are fresh processes, the parallel run's are forked from a
-    # server that imported torch (audit.forkserver, where supported).
+    # server that imported torch (audit.run.pool.forkserver, where supported).
     environs = {"serial": {**os.environ, "REPRO_AUDIT_FORK": "0"}, "parallel": None}
     children = {name: subprocess.Popen(audit_command(folder / name, *arguments), cwd=ROOT,
                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -105,7 +106,7 @@ def audit_twice_in_pool() -> list[tuple[dict[tuple[str, str, str], Any], int]]:
     second one's background worker is ready milliseconds after the first wide one starts."""
     import torch
 
-    from audit.runner import Plan, Runner
+    from audit.run.runner import Plan, Runner
     from audit.scenarios import registry
 
     registry.load_builtin()
@@ -149,8 +150,8 @@ def test_traces_on_demand_are_those_of_differing_units(runs) -> None:
 
 def origins_named(folder: Path) -> dict[tuple[str, str, str, str], bool]:
     """Every differing cell of the report (axis, value, scenario, output): has an origin."""
-    from audit.compare import compare
-    from audit.results import read_all
+    from audit.judge.compare import compare
+    from audit.store.results import read_all
 
     comparison = compare(read_all([str(folder)]))
     return {(axis, value, *key): bool(cell.origin)
@@ -338,7 +339,7 @@ def test_one_thread_combinations_run_side_by_side_all_core_ones_alone(monkeypatc
 def test_a_background_worker_takes_one_core_units_only_beside_a_wide_worker(monkeypatch
                                                                            ) -> None:
     """Wide tasks run first, alone; beside each, one background worker (idle priority,
-    audit.priority) takes one-core units, and stops when no wide worker runs."""
+    audit.run.pool.priority) takes one-core units, and stops when no wide worker runs."""
     monkeypatch.setattr(pool_module, "Child", FakeChild)
     FakeChild.busy = FakeChild.peak = FakeChild.wide = FakeChild.background_peak = 0
     FakeChild.log, FakeChild.background_log = [], []
@@ -492,7 +493,7 @@ def test_trace_for_traces_the_units_that_differ_from_another_environment(runs, t
 
 
 def test_one_context_per_differing_pair_is_traced_unless_it_gives_no_origin() -> None:
-    from audit.trace_needs import Selection, groups_of
+    from audit.trace.needs import Selection, groups_of
 
     # threads 1 vs 2 differ under every capability; avx2 vs default only at threads 2.
     digests = {("1", "default"): "a", ("2", "default"): "b", ("1", "avx2"): "a",

@@ -12,7 +12,10 @@ import pandas as pd
 import pytest
 import torch
 
-from audit.compare import (
+from audit.capture.hashing import digest
+from audit.capture.sample import take_sample
+from audit.environment.collect import env_id
+from audit.judge.compare import (
     DEVICE,
     PLATFORM,
     SETTING_PREFIX,
@@ -22,12 +25,9 @@ from audit.compare import (
     compare_axis,
     compare_pair,
 )
-from audit.environment import env_id
-from audit.hashing import digest
-from audit.pin import COVERAGE, Coded, axis_pins, settable, what_to_pin
-from audit.report import context_label, environments_section, pin_section, render
-from audit.results import ResultsFile, make_header, make_row, read_all, write_atomic
-from audit.sample import take_sample
+from audit.judge.pin import COVERAGE, Coded, axis_pins, settable, what_to_pin
+from audit.publish.report import context_label, environments_section, pin_section, render
+from audit.store.results import ResultsFile, make_header, make_row, read_all, write_atomic
 
 MACHINES = {"a": "Example CPU A @ 2.80GHz", "b": "Example CPU B @ 3.10GHz"}
 CHOICES = {"threads": ("1", "2"), "cpu_capability": ("default", "avx2"),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from audit.progress import Progress
+from audit.run.progress import Progress
 
 
 class Terminal(io.StringIO):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from audit.errors import UserError
-from audit.pytest_names import scenario_name
+from audit.integrations.pytest_plugin.names import scenario_name
 
 
 @pytest.mark.parametrize(("nodeid", "name"), [

@@ -14,17 +14,18 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-# torch, numpy and audit.native are imported here, once: pytester's in-process runs drop
+# torch, numpy and audit.environment.native are imported here, once: pytester's in-process runs drop
 # the modules first imported inside them, torch imported a second time crashes the
-# interpreter, and audit.native probes MKL and oneDNN once per process (as a session does).
+# interpreter, and audit.environment.native probes MKL and oneDNN once per process (as a
+# session does).
 import numpy  # noqa: F401
 import pytest
 import torch  # noqa: F401
 
-import audit.native  # noqa: F401
-from audit.baseline import cell_label, describe_environment, environment_summary, settings_key
+import audit.environment.native  # noqa: F401
 from audit.cli import main
-from audit.results import read_all
+from audit.judge.baseline import cell_label, describe_environment, environment_summary, settings_key
+from audit.store.results import read_all
 
 pytest_plugins = ["pytester"]
 
@@ -60,13 +61,14 @@ def test_plain():
 
 
 def plugin_options() -> list[str]:
-    """`-p audit.pytest_plugin` where the entry point is not installed (a source checkout
+    """`-p audit.integrations.pytest_plugin.plugin` where the entry point is not installed (a
+    source checkout
     whose installed metadata predates it); pytest loads it by itself otherwise."""
     found = entry_points()
     group = found.select(group="pytest11") if hasattr(found, "select") else found.get(
         "pytest11", [])
     return [] if any(item.name == "repro_audit" for item in group) else [
-        "-p", "audit.pytest_plugin"]
+        "-p", "audit.integrations.pytest_plugin.plugin"]
 
 
 @pytest.fixture
@@ -99,11 +101,12 @@ def test_the_entry_point_names_the_plugin_module() -> None:
     except ModuleNotFoundError:  # Python < 3.11
         import tomli as tomllib
     project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
-    assert project["entry-points"]["pytest11"] == {"repro_audit": "audit.pytest_plugin"}
+    entry_point = "audit.integrations.pytest_plugin.plugin"
+    assert project["entry-points"]["pytest11"] == {"repro_audit": entry_point}
 
 
 def test_loading_the_plugin_imports_no_torch() -> None:
-    code = "import sys, audit.pytest_plugin; print('torch' in sys.modules)"
+    code = "import sys, audit.integrations.pytest_plugin.plugin; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, check=True).stdout
     assert out.strip() == "False"

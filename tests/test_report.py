@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from audit.cli import main
-from audit.report import escape, render
-from audit.results import dumps, make_row, read_all
+from audit.publish.report import escape, render
+from audit.store.results import dumps, make_row, read_all
 
 DATA = Path(__file__).parent / "data"
 FIXTURES = DATA / "report"
@@ -81,9 +81,9 @@ def test_report_of_an_empty_folder_is_a_one_line_error(tmp_path: Path,
 
 
 def test_a_long_axis_table_gets_a_page_of_its_own(tmp_path: Path, monkeypatch) -> None:
-    import audit.report
+    import audit.publish.report
 
-    monkeypatch.setattr(audit.report, "PAGE_FROM", 0)
+    monkeypatch.setattr(audit.publish.report, "PAGE_FROM", 0)
     (tmp_path / "across-stale.md").write_text("old", encoding="utf-8")
     assert main(["report", str(FIXTURES), "--out", str(tmp_path)]) == 0
     text = (tmp_path / "README.md").read_text(encoding="utf-8")

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from audit import results, run
 from audit.errors import UserError
-from audit.results import (
+from audit.run import run_command as run
+from audit.store import results
+from audit.store.results import (
     HEADER,
     ROW,
     ROW_COLUMN_KEYS,
@@ -91,7 +92,7 @@ def test_requested_is_written_only_where_it_differs_from_settings(tmp_path: Path
 
 
 def test_unit_keys_are_remembered_only_for_the_values_they_were_made_of() -> None:
-    from audit.results import unit_key
+    from audit.store.results import unit_key
 
     key = unit_key("rng.rand", "cpu", {"threads": "1", "deterministic": "off"})
     assert key == json.dumps(["rng.rand", "cpu", {"deterministic": "off", "threads": "1"}])

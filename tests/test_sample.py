@@ -1,7 +1,7 @@
-"""Kept samples (audit/sample.py): whole small outputs, fixed positions for large ones.
+"""Kept samples (audit/capture/sample.py): whole small outputs, fixed positions for large ones.
 
 Expected bytes come from numpy / torch directly (`.numpy()` of the tensor, or of its
-same-width integer view for dtypes numpy lacks), never from audit.hashing.
+same-width integer view for dtypes numpy lacks), never from audit.capture.hashing.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audit.sample import SAMPLE_SIZE, WHOLE_UP_TO, Sample, sample_positions, take_sample
+from audit.capture.sample import SAMPLE_SIZE, WHOLE_UP_TO, Sample, sample_positions, take_sample
 
 torch = pytest.importorskip("torch")
 

@@ -10,8 +10,7 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from audit.errors import UserError
-from audit.settings import (
+from audit.config.settings import (
     NOT_APPLICABLE,
     PROCESS,
     RUN,
@@ -22,6 +21,7 @@ from audit.settings import (
     parse_cli,
     process_environ,
 )
+from audit.errors import UserError
 
 CPU_ONLY = {"cpu_capability", "mkldnn", "flush_denormal", "mkl_cbwr", "onednn_isa"}
 CUDA_ONLY = {"cublas_workspace", "cudnn_benchmark", "tf32"}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from audit.errors import UserError
-from audit.run import parse_shard, shard_of
+from audit.run.run_command import parse_shard, shard_of
 from audit.scenarios import registry
 
 

@@ -1,4 +1,4 @@
-"""Op traces: recording (audit.trace) and finding where two runs diverge (audit.origin)."""
+"""Op traces: recording (audit.trace) and finding where two runs diverge (audit.trace.origin)."""
 
 from __future__ import annotations
 
@@ -13,10 +13,10 @@ from typing import Callable
 import pytest
 import torch
 
-from audit.origin import NoOrigin, Origin, align, describe_origin, find_origin
 from audit.scenarios.context import Context
 from audit.scenarios.registry import Unavailable
-from audit.trace import (
+from audit.trace.origin import NoOrigin, Origin, align, describe_origin, find_origin
+from audit.trace.record import (
     UNINITIALISED,
     Event,
     Trace,
@@ -36,7 +36,7 @@ import json, sys
 from pathlib import Path
 import numpy as np, torch
 from audit.scenarios.context import Context
-from audit.trace import trace_key, traced, write_traces
+from audit.trace.record import trace_key, traced, write_traces
 
 threads, variant, out = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 torch.set_num_threads(threads)
@@ -144,8 +144,8 @@ def test_recording_only_reads_tensors() -> None:
         buffer.copy_(x[0, :4]).mul_(2)
         return {"params": model.state_dict(), "loss": loss.detach(), "buffer": buffer}
 
-    from audit.hashing import digest
-    from audit.outputs import flatten_outputs
+    from audit.capture.hashing import digest
+    from audit.capture.outputs import flatten_outputs
 
     bare = flatten_outputs("t", function(Context(device="cpu")))
     result, trace = traced(function, Context(device="cpu"))
@@ -184,7 +184,7 @@ def test_writes_invalidate_cached_digests() -> None:
     muls = [event for event in trace.events if event.op == "aten::mul" and event.overload
             == "Tensor"]
     assert len(muls) == 2 and muls[0].inputs != muls[1].inputs
-    from audit.hashing import digest
+    from audit.capture.hashing import digest
 
     assert muls[1].inputs[0] == digest(torch.tensor([6.0, 6.0, 2.0]))[:32]
 
@@ -222,7 +222,7 @@ def test_a_gradient_autograd_detached_is_traced_to_the_op_that_made_it() -> None
 def test_batch_norm_running_statistics_are_written_outputs() -> None:
     """`native_batch_norm` updates running_mean and running_var in place although its
     schema does not say so: the trace records the new values, never a stale digest."""
-    from audit.hashing import digest
+    from audit.capture.hashing import digest
 
     def function(ctx: Context) -> dict[str, torch.Tensor]:
         norm = torch.nn.BatchNorm1d(3)
@@ -242,7 +242,7 @@ def test_batch_norm_running_statistics_are_written_outputs() -> None:
 def test_the_recorders_flattening_gives_pytrees_leaves_in_the_same_order() -> None:
     from torch.utils._pytree import tree_flatten
 
-    from audit.trace import recorder_for
+    from audit.trace.record import recorder_for
 
     leaves = type(recorder_for()).leaves
     x, y = torch.ones(2), torch.zeros(3)
@@ -261,7 +261,7 @@ def test_the_recorders_flattening_gives_pytrees_leaves_in_the_same_order() -> No
 
 
 def test_in_place_and_out_ops_read_before_and_write_after() -> None:
-    from audit.hashing import digest
+    from audit.capture.hashing import digest
 
     def function(ctx: Context) -> dict[str, torch.Tensor]:
         x = torch.ones(3)
@@ -407,7 +407,7 @@ def test_ops_that_computed_the_same_values_pair_first() -> None:
 @pytest.mark.parametrize("cap", [0, 10**9])  # greedy everywhere; difflib and LCS
 def test_long_stretches_align_past_insertions_and_substitutions(
         monkeypatch: pytest.MonkeyPatch, cap: int) -> None:
-    import audit.origin as origin_module
+    import audit.trace.origin as origin_module
 
     monkeypatch.setattr(origin_module, "DIFFLIB_CAP", cap)
     monkeypatch.setattr(origin_module, "LCS_CAP", cap)
@@ -463,8 +463,8 @@ def test_traces_round_trip_and_corrupt_lines_are_skipped(tmp_path: Path) -> None
 
 def test_msgspec_and_the_standard_library_decode_trace_lines_alike(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from audit import trace as trace_module
-    from audit.trace import decode_trace_line, trace_line
+    from audit.trace import record as trace_module
+    from audit.trace.record import decode_trace_line, trace_line
 
     pytest.importorskip("msgspec")
 
@@ -497,7 +497,7 @@ def test_without_dispatch_modes_tracing_is_unavailable(monkeypatch: pytest.Monke
 
 
 def test_a_traces_file_is_made_from_the_journal_without_parsing_traces(tmp_path: Path) -> None:
-    from audit.trace import journal_line, trace_lines, write_trace_lines
+    from audit.trace.record import journal_line, trace_lines, write_trace_lines
 
     def function(ctx: Context) -> dict[str, torch.Tensor]:
         return {"y": ctx.fixed(50).cumsum(0)}

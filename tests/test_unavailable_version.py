@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from audit.report import write_report
-from audit.results import read_file, write_unavailable
+from audit.publish.report import write_report
+from audit.store.results import read_file, write_unavailable
 
 FIXTURES = Path(__file__).parent / "data" / "report"
 

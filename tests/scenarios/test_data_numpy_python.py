@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import torch
 
-from audit.hashing import digest
+from audit.capture.hashing import digest
 from audit.scenarios.context import Context
 from audit.scenarios.registry import all_scenarios
 from tests.scenarios.support import digests, scramble_rng_states

@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from audit.hashing import digest
+from audit.capture.hashing import digest
 from audit.scenarios.context import Context
 from audit.scenarios.registry import Unavailable, all_scenarios
 from tests.scenarios.support import digests, scramble_rng_states, skip_unless_runnable

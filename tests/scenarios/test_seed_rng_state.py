@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from audit.hashing import digest
+from audit.capture.hashing import digest
 from audit.scenarios.context import Context
 from audit.scenarios.registry import Unavailable, all_scenarios
 from tests.scenarios.support import digests, scramble_rng_states
