@@ -4,6 +4,9 @@ Scenarios return mappings of names to tensors; nested mappings, lists, tuples an
 module's `state_dict()` are accepted and flattened to dotted names. A numpy array is the
 tensor `torch.from_numpy` makes of it (same dtype, shape and bytes). Anything else (a
 float, None, a string) is a user error that names the scenario and the output.
+
+Two keys that flatten to one name (`{"a.b": x, "a": {"b": y}}`) and an empty key are user
+errors too: one output would silently replace the other, or lose its place in the name.
 """
 
 from __future__ import annotations
@@ -24,32 +27,53 @@ def flatten_outputs(scenario: str, returned: Any) -> dict[str, Any]:
             "it must return a mapping of output names to tensors"
         )
     flat: dict[str, Any] = {}
+    origins: dict[str, tuple[Any, ...]] = {}  # output name -> the keys that lead to it
 
-    def visit(prefix: str, value: Any) -> None:
-        if isinstance(value, torch.Tensor):
-            flat[prefix] = value
-        elif isinstance(value, np.ndarray):
-            flat[prefix] = _from_numpy(scenario, prefix, value)
+    def visit(path: tuple[Any, ...], prefix: str, value: Any) -> None:
+        if isinstance(value, (torch.Tensor, np.ndarray)):
+            if prefix in flat:
+                raise UserError(f"scenario {scenario!r}: output name {prefix!r} comes from both "
+                                f"{_keys(origins[prefix])} and {_keys(path)}")
+            origins[prefix] = path
+            is_tensor = isinstance(value, torch.Tensor)
+            flat[prefix] = value if is_tensor else _from_numpy(scenario, prefix, value)
         elif isinstance(value, Mapping):
             if not value:
                 raise UserError(f"scenario {scenario!r}: output {prefix!r} is an empty mapping")
             for key, item in value.items():
-                visit(f"{prefix}.{key}" if prefix else str(key), item)
+                part = f"{key}" if path else str(key)  # the names outputs always had
+                if not part:
+                    raise UserError(_empty_key(scenario, path, key))
+                visit((*path, key), f"{prefix}.{part}" if path else part, item)
         elif isinstance(value, (list, tuple)):
             if not value:
                 raise UserError(f"scenario {scenario!r}: output {prefix!r} is an empty sequence")
             for position, item in enumerate(value):
-                visit(f"{prefix}.{position}" if prefix else str(position), item)
+                visit((*path, position), f"{prefix}.{position}" if path else str(position), item)
         else:
             raise UserError(
                 f"scenario {scenario!r}: output {prefix!r} is a {type(value).__name__}, "
                 "not a tensor"
             )
 
-    visit("", returned)
+    visit((), "", returned)
     if not flat:
         raise UserError(f"scenario {scenario!r} returned no outputs")
     return dict(sorted(flat.items()))
+
+
+def _keys(path: tuple[Any, ...]) -> str:
+    """The keys and positions that lead to an output, as the scenario wrote them: 'a' → 0."""
+    return " → ".join(repr(key) for key in path)
+
+
+def _empty_key(scenario: str, path: tuple[Any, ...], key: Any) -> str:
+    """Why an empty key is refused: at the top it is an empty name; below, the name would
+    lose a part ('a.' or, for `{"": {"b": x}}`, plain 'b', which another key may also make)."""
+    if not path:
+        return f"scenario {scenario!r}: an output name is empty (key {key!r})"
+    return (f"scenario {scenario!r}: output {_keys(path)} holds an empty key ({key!r}); "
+            "every part of an output name must be non-empty")
 
 
 def _from_numpy(scenario: str, output: str, array: Any) -> Any:

@@ -11,12 +11,16 @@ from __future__ import annotations
 import fnmatch
 import importlib
 import importlib.util
+import math
 import sys
+import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
+from audit.config.matrix import KNOWN_DEVICES
+from audit.environment.compat import parse_version
 from audit.errors import UserError
 
 ScenarioFunction = Callable[[Any], Any]
@@ -64,9 +68,14 @@ def scenario(
     `description` defaults to the first line of the function's docstring, and may be
     absent altogether: a name is enough, as it is for a test.
     `devices` limits where it runs ("cpu" only for numpy and python scenarios).
+    Every argument is checked here, so a bad one is one line naming the file and the
+    scenario (see `load_file`), never a scenario that silently does not run.
     """
-    if "." not in name or not all(part.strip() for part in name.split(".")):
+    if not isinstance(name, str) or "." not in name or not all(
+            part.strip() for part in name.split(".")):
         raise UserError(f"scenario name {name!r} must look like 'family.name'")
+    checked = _checked_arguments(name, description, devices, min_torch, modules, timeout,
+                                 references)
 
     def register(function: ScenarioFunction) -> ScenarioFunction:
         doc = (function.__doc__ or "").strip().splitlines()
@@ -76,20 +85,65 @@ def scenario(
         if existing is not None and existing.source != source:
             raise UserError(f"scenario {name!r} is defined twice: in {_origin(existing.source)} "
                             f"and in {_origin(source)}")
-        _REGISTRY[name] = Scenario(
-            name=name,
-            function=function,
-            description=text,
-            devices=tuple(devices) if devices is not None else None,
-            min_torch=min_torch,
-            modules=tuple(modules),
-            timeout=timeout,
-            references=dict(references or {}),
-            source=source,
-        )
+        if existing is not None:  # load_file forgets a file's scenarios before it runs again
+            first = getattr(getattr(existing.function, "__code__", None), "co_firstlineno", None)
+            raise UserError(f"scenario {name!r} is defined twice in {_origin(source)}"
+                            + (f" (first at line {first})" if first else ""))
+        _REGISTRY[name] = Scenario(name=name, function=function, description=text,
+                                   source=source, **checked)
         return function
 
     return register
+
+
+def _checked_arguments(name: str, description: Any, devices: Any, min_torch: Any,
+                       modules: Any, timeout: Any, references: Any) -> dict[str, Any]:
+    """`scenario`'s arguments as `Scenario` holds them; a UserError naming the first bad one.
+
+    Unchecked, a bad one surfaced late and far away: a timeout of "abc" or an unknown device
+    made the scenario vanish from the run, a min_torch of "garbage!" was a traceback.
+    """
+    where = f"scenario {name!r}"
+    if description is not None and not isinstance(description, str):
+        raise UserError(f"{where}: description={description!r} must be a string")
+    if devices is not None:
+        devices = _names(where, "devices", devices, "('cpu',)")
+        if not devices:
+            raise UserError(f"{where}: devices=() names no device (leave it out for every one)")
+        for device in devices:
+            if device not in KNOWN_DEVICES:
+                raise UserError(f"{where}: devices={devices!r}: unknown device {device!r} "
+                                f"(known: {', '.join(KNOWN_DEVICES)})")
+    if min_torch is not None:
+        try:
+            parse_version(min_torch if isinstance(min_torch, str) else "")
+        except ValueError:
+            raise UserError(f"{where}: min_torch={min_torch!r} is not a version string "
+                            "such as '2.1'") from None
+    modules = _names(where, "modules", modules, "('scipy',)")
+    for module in modules:
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise UserError(f"{where}: modules={modules!r}: {module!r} is not a module name")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                or not math.isfinite(timeout)
+                                or not 0 < timeout <= threading.TIMEOUT_MAX):
+        raise UserError(f"{where}: timeout={timeout!r} must be a positive number of seconds")
+    if references is not None and not isinstance(references, Mapping):
+        raise UserError(f"{where}: references must be a mapping of output names to values, "
+                        f"not {type(references).__name__}")
+    return {"devices": devices, "min_torch": min_torch, "modules": modules,
+            "timeout": timeout, "references": dict(references or {})}
+
+
+def _names(where: str, argument: str, value: Any, example: str) -> tuple[str, ...]:
+    """The strings of a tuple, list or other iterable; a bare string is refused, since
+    `tuple("cpu")` would be ('c', 'p', 'u')."""
+    if not isinstance(value, (str, bytes, Mapping)) and isinstance(value, Iterable):
+        items = tuple(value)
+        if all(isinstance(item, str) for item in items):
+            return items
+    raise UserError(f"{where}: {argument}={value!r} must be a tuple of strings, "
+                    f"such as {example}")
 
 
 BUILTIN_MODULES = (
@@ -148,6 +202,8 @@ def load_file(path: str | Path) -> None:
         raise UserError(f"{file}: not a Python file")
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
+    for name in [name for name, item in _REGISTRY.items() if item.source == module_name]:
+        del _REGISTRY[name]  # loaded again: it defines them anew (twice in one run is refused)
     try:
         spec.loader.exec_module(module)
     except SyntaxError as error:
