@@ -15,17 +15,11 @@ import torch
 
 from audit.scenarios.context import Context
 from audit.scenarios.registry import Unavailable
+from audit.store.traces import trace_key
+from audit.trace.files import read_traces, write_traces
+from audit.trace.model import UNINITIALISED, Event, Trace
 from audit.trace.origin import NoOrigin, Origin, align, describe_origin, find_origin
-from audit.trace.record import (
-    UNINITIALISED,
-    Event,
-    Trace,
-    read_traces,
-    recorder_for,
-    trace_key,
-    traced,
-    write_traces,
-)
+from audit.trace.record import recorder_for, traced
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +30,9 @@ import json, sys
 from pathlib import Path
 import numpy as np, torch
 from audit.scenarios.context import Context
-from audit.trace.record import trace_key, traced, write_traces
+from audit.store.traces import trace_key
+from audit.trace.files import write_traces
+from audit.trace.record import traced
 
 threads, variant, out = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 torch.set_num_threads(threads)
@@ -463,8 +459,8 @@ def test_traces_round_trip_and_corrupt_lines_are_skipped(tmp_path: Path) -> None
 
 def test_msgspec_and_the_standard_library_decode_trace_lines_alike(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from audit.trace import record as trace_module
-    from audit.trace.record import decode_trace_line, trace_line
+    from audit.trace import files as trace_module
+    from audit.trace.files import decode_trace_line, trace_line
 
     pytest.importorskip("msgspec")
 
@@ -497,7 +493,7 @@ def test_without_dispatch_modes_tracing_is_unavailable(monkeypatch: pytest.Monke
 
 
 def test_a_traces_file_is_made_from_the_journal_without_parsing_traces(tmp_path: Path) -> None:
-    from audit.trace.record import journal_line, trace_lines, write_trace_lines
+    from audit.trace.files import journal_line, trace_lines, write_trace_lines
 
     def function(ctx: Context) -> dict[str, torch.Tensor]:
         return {"y": ctx.fixed(50).cumsum(0)}

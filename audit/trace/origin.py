@@ -30,15 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from audit.capture.distance import Distance, distance
-from audit.trace.record import (
-    ANCHORS,
-    UNINITIALISED,
-    Event,
-    Trace,
-    read_traces,
-    sample_of,
-    traces_path,
-)
+from audit.store.traces import traces_path
+from audit.trace.files import read_traces
+from audit.trace.model import ANCHORS, UNINITIALISED, Event, Trace
+from audit.trace.samples import sample_of
 
 DIFFLIB_CAP = 250_000  # len(a) * len(b) of a stretch difflib aligns on values (see _blocks)
 WINDOW = 64  # events _greedy skips at most on each side to resynchronise nearby
