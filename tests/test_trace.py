@@ -16,9 +16,10 @@ import torch
 from audit.scenarios.context import Context
 from audit.scenarios.registry import Unavailable
 from audit.store.traces import trace_key
+from audit.trace.align import align
 from audit.trace.files import read_traces, write_traces
 from audit.trace.model import UNINITIALISED, Event, Trace
-from audit.trace.origin import NoOrigin, Origin, align, describe_origin, find_origin
+from audit.trace.origin import NoOrigin, Origin, describe_origin, find_origin
 from audit.trace.record import recorder_for, traced
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -403,10 +404,10 @@ def test_ops_that_computed_the_same_values_pair_first() -> None:
 @pytest.mark.parametrize("cap", [0, 10**9])  # greedy everywhere; difflib and LCS
 def test_long_stretches_align_past_insertions_and_substitutions(
         monkeypatch: pytest.MonkeyPatch, cap: int) -> None:
-    import audit.trace.origin as origin_module
+    import audit.trace.align as align_module
 
-    monkeypatch.setattr(origin_module, "DIFFLIB_CAP", cap)
-    monkeypatch.setattr(origin_module, "LCS_CAP", cap)
+    monkeypatch.setattr(align_module, "DIFFLIB_CAP", cap)
+    monkeypatch.setattr(align_module, "LCS_CAP", cap)
     names = ["aten::mm", "aten::add", "aten::relu", "aten::mul_", "aten::add_"]
 
     def chain(side: str, extra: int, diverge: int) -> list[Event]:
