@@ -70,7 +70,7 @@ def facts(out: Path) -> dict[str, Any]:
     """Digests, traced units, and the report's differing cells with and without an origin."""
     from audit.judge.compare import compare
     from audit.store.results import read_all
-    from audit.trace.record import read_traces
+    from audit.trace.files import read_traces
 
     (results,) = out.glob("*.jsonl")
     digests = {}

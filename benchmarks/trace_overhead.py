@@ -33,7 +33,8 @@ def variants(scenario: Any) -> tuple[dict[str, Callable[[], float]], dict[str, A
     from audit.capture.outputs import flatten_outputs
     from audit.run.worker import describe_outputs
     from audit.scenarios.context import Context
-    from audit.trace.record import trace_key, traced
+    from audit.store.traces import trace_key
+    from audit.trace.record import traced
 
     last: dict[str, Any] = {}
 

@@ -26,8 +26,8 @@ from audit.run.pool import forkserver, priority
 from audit.run.pool import pool as pool_module
 from audit.run.pool.pool import Hooks, Job, Pool, Task, cores_of
 from audit.store.results import make_row, unit_key
+from audit.trace.files import read_traces
 from audit.trace.needs import Source, differing, every_cell, wanted
-from audit.trace.record import read_traces
 
 ROOT = Path(__file__).resolve().parent.parent
 # Differs along threads and cpu_capability (ops.layer_norm), along cpu_capability only

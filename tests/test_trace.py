@@ -15,17 +15,12 @@ import torch
 
 from audit.scenarios.context import Context
 from audit.scenarios.registry import Unavailable
-from audit.trace.origin import NoOrigin, Origin, align, describe_origin, find_origin
-from audit.trace.record import (
-    UNINITIALISED,
-    Event,
-    Trace,
-    read_traces,
-    recorder_for,
-    trace_key,
-    traced,
-    write_traces,
-)
+from audit.store.traces import trace_key
+from audit.trace.align import align
+from audit.trace.files import read_traces, write_traces
+from audit.trace.model import UNINITIALISED, Event, Trace
+from audit.trace.origin import NoOrigin, Origin, describe_origin, find_origin
+from audit.trace.record import recorder_for, traced
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -36,7 +31,9 @@ import json, sys
 from pathlib import Path
 import numpy as np, torch
 from audit.scenarios.context import Context
-from audit.trace.record import trace_key, traced, write_traces
+from audit.store.traces import trace_key
+from audit.trace.files import write_traces
+from audit.trace.record import traced
 
 threads, variant, out = int(sys.argv[1]), sys.argv[2], Path(sys.argv[3])
 torch.set_num_threads(threads)
@@ -407,10 +404,10 @@ def test_ops_that_computed_the_same_values_pair_first() -> None:
 @pytest.mark.parametrize("cap", [0, 10**9])  # greedy everywhere; difflib and LCS
 def test_long_stretches_align_past_insertions_and_substitutions(
         monkeypatch: pytest.MonkeyPatch, cap: int) -> None:
-    import audit.trace.origin as origin_module
+    import audit.trace.align as align_module
 
-    monkeypatch.setattr(origin_module, "DIFFLIB_CAP", cap)
-    monkeypatch.setattr(origin_module, "LCS_CAP", cap)
+    monkeypatch.setattr(align_module, "DIFFLIB_CAP", cap)
+    monkeypatch.setattr(align_module, "LCS_CAP", cap)
     names = ["aten::mm", "aten::add", "aten::relu", "aten::mul_", "aten::add_"]
 
     def chain(side: str, extra: int, diverge: int) -> list[Event]:
@@ -463,8 +460,8 @@ def test_traces_round_trip_and_corrupt_lines_are_skipped(tmp_path: Path) -> None
 
 def test_msgspec_and_the_standard_library_decode_trace_lines_alike(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from audit.trace import record as trace_module
-    from audit.trace.record import decode_trace_line, trace_line
+    from audit.trace import files as trace_module
+    from audit.trace.files import decode_trace_line, trace_line
 
     pytest.importorskip("msgspec")
 
@@ -497,7 +494,7 @@ def test_without_dispatch_modes_tracing_is_unavailable(monkeypatch: pytest.Monke
 
 
 def test_a_traces_file_is_made_from_the_journal_without_parsing_traces(tmp_path: Path) -> None:
-    from audit.trace.record import journal_line, trace_lines, write_trace_lines
+    from audit.trace.files import journal_line, trace_lines, write_trace_lines
 
     def function(ctx: Context) -> dict[str, torch.Tensor]:
         return {"y": ctx.fixed(50).cumsum(0)}

@@ -23,8 +23,8 @@ from audit.config.settings import NOT_APPLICABLE, SETTINGS, with_unset_values
 from audit.environment.collect import platform_label
 from audit.environment.compat import parse_version
 from audit.store.results import ResultsFile, row_columns
+from audit.store.traces import trace_key, traces_path
 from audit.trace.origin import NoOrigin, Origin, Origins
-from audit.trace.record import trace_key, traces_path
 
 TORCH, DEVICE, PLATFORM = "torch", "device", "platform"
 SETTING_PREFIX = "setting:"

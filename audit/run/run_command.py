@@ -170,7 +170,8 @@ def audit_in(pool: Any, options: RunOptions) -> str:
     from audit.run.runner import Plan, Runner
     from audit.run.trace_command import trace_pass
     from audit.scenarios import registry
-    from audit.trace.record import journal_line, trace_lines, traces_path, write_trace_lines
+    from audit.store.traces import traces_path
+    from audit.trace.files import journal_line, trace_lines, write_trace_lines
 
     registry.load_builtin()
     for path in options.scenario_files:

@@ -61,7 +61,8 @@ def missing_traces(files: list[ResultsFile], cells: set[Cell], any_torch: bool =
                    ) -> dict[str, dict[str, str]]:
     """For each file that may be this environment's (`any_torch`: this machine's, whatever
     its torch): {unit key: trace key} it lacks."""
-    from audit.trace.record import trace_lines, traces_path
+    from audit.store.traces import traces_path
+    from audit.trace.files import trace_lines
 
     found = {}
     for item in files:
@@ -98,7 +99,8 @@ def current_files(options: TraceOptions) -> tuple[list[ResultsFile], set[str]]:
 def work(options: TraceOptions, any_torch: bool = False
          ) -> tuple[list[ResultsFile], set[str], dict[str, dict[str, str]]]:
     """The files, those to trace in, and what each of those lacks (torch-free)."""
-    from audit.trace.record import trace_lines, traces_path
+    from audit.store.traces import traces_path
+    from audit.trace.files import trace_lines
 
     files, own_paths = current_files(options)
     sources = [Source(str(item.path), item.header.get("environment", {}), item.rows)
@@ -160,7 +162,8 @@ def trace_file(item: ResultsFile, need: dict[str, str], options: TraceOptions) -
     from audit.run.progress import Progress
     from audit.run.runner import DEFAULT_TIMEOUT, Plan, Runner
     from audit.scenarios import registry
-    from audit.trace.record import trace_line, trace_lines, traces_path, write_trace_lines
+    from audit.store.traces import traces_path
+    from audit.trace.files import trace_line, trace_lines, write_trace_lines
 
     registry.load_builtin()
     for path in options.scenario_files:
@@ -271,7 +274,7 @@ class Checker:
     def origin(self, a: Any, b: Any, output: str) -> bool:
         """Cells `a` and `b` (audit.trace.needs.Member) of one output."""
 
-        from audit.trace.record import decode_trace_line, trace_lines
+        from audit.trace.files import decode_trace_line, trace_lines
 
         traces = self.origins.files[self.source]
         for member in (a, b):

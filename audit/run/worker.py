@@ -51,7 +51,7 @@ def run_once(function: Callable[[Any], Any], context: Any, name: str) -> dict[st
 
 def run_traced(function: Callable[[Any], Any], context: Any, name: str
                ) -> tuple[dict[str, Any], Any]:
-    """`run_once` under the op recorder: the outputs and the `audit.trace.record.Trace`."""
+    """`run_once` under the op recorder: the outputs and the `audit.trace.model.Trace`."""
     from audit.capture.outputs import flatten_outputs
     from audit.trace.record import traced
 

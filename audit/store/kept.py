@@ -20,7 +20,7 @@ from audit.environment.collect import platform_label
 from audit.errors import UserError
 from audit.store.atomic import write_compressed_copy
 from audit.store.results import HEADER, TRACES_SUFFIX, expand, open_lines
-from audit.trace.record import traces_path
+from audit.store.traces import traces_path
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ class Cell:
 
     source: str
     unit: str  # the unit's key as requested (audit.run.run_command.row_unit_key): what to run again
-    trace: str  # its trace key (audit.trace.trace_key of the settings in effect)
+    trace: str  # its trace key (audit.store.traces.trace_key of the settings in effect)
 
 
 def requested_key(row: Mapping[str, Any]) -> str:

@@ -52,7 +52,7 @@ PRELOAD = ("numpy", "numpy.random", "blake3", "torch", "torch.nn", "torch.optim"
            "multiprocessing.popen_fork", "torch._dynamo",
            "torch.fx.experimental.symbolic_shapes", "audit.run.worker", "audit.capture.outputs",
            "audit.capture.hashing", "audit.capture.sample", "audit.config.settings",
-            "audit.environment.native", "audit.trace.record",
+            "audit.environment.native", "audit.trace.record", "audit.trace.recorder",
            "audit.scenarios.context")
 MESSAGE_BYTES = 1 << 20  # one request: a worker's environment as JSON
 POLL_SECONDS = 0.05  # how soon a worker's exit is reported (the pool waits for it)
