@@ -99,8 +99,9 @@ def main() -> None:
 
     from audit.environment.collect import collect, env_id
     from audit.environment.devices import KNOWN_DEVICES, device_status
+    from audit.run.partial_rows import describe_outputs
     from audit.run.runner import Plan, Runner, scenario_devices, unavailable_reason
-    from audit.run.worker import describe_outputs, run_once
+    from audit.run.unit_runs import run_once
     from audit.scenarios import registry
     from audit.scenarios.context import Context
 
