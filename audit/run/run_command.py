@@ -221,7 +221,7 @@ def audit_in(pool: Any, options: RunOptions) -> str:
                                 on_rows=journal_rows, skip=done,
                                 on_trace=journal_trace if options.trace else None, pool=pool)
                 tasks += runner.tasks(device_reasons)
-                done |= runner.planned  # a unit of two products runs once
+                done |= runner.planner.planned  # a unit of two products runs once
                 runners.append(runner)
             pool.run(tasks)  # every product's units at once: the cores stay busy
             for runner in runners:
