@@ -46,7 +46,7 @@ import json, sys, time
 started = time.perf_counter()
 import torch
 from audit.environment.devices import KNOWN_DEVICES, device_status
-from audit.run.runner import scenario_devices, unavailable_reason
+from audit.run.plan import scenario_devices, unavailable_reason
 from audit.scenarios import registry
 from audit.scenarios.context import Context
 registry.load_builtin()
@@ -99,8 +99,10 @@ def main() -> None:
 
     from audit.environment.collect import collect, env_id
     from audit.environment.devices import KNOWN_DEVICES, device_status
-    from audit.run.runner import Plan, Runner, scenario_devices, unavailable_reason
-    from audit.run.worker import describe_outputs, run_once
+    from audit.run.partial_rows import describe_outputs
+    from audit.run.plan import Plan, scenario_devices, unavailable_reason
+    from audit.run.runner import Runner
+    from audit.run.unit_runs import run_once
     from audit.scenarios import registry
     from audit.scenarios.context import Context
 

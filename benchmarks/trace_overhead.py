@@ -31,7 +31,7 @@ DEFAULT = ["ops.reductions_large", "train.mlp_sgd", "init.linear", "rng.randn", 
 def variants(scenario: Any) -> tuple[dict[str, Callable[[], float]], dict[str, Any]]:
     from audit.capture.hashing import digest
     from audit.capture.outputs import flatten_outputs
-    from audit.run.worker import describe_outputs
+    from audit.run.partial_rows import describe_outputs
     from audit.scenarios.context import Context
     from audit.store.traces import trace_key
     from audit.trace.record import traced

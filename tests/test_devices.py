@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from audit.environment import devices
-from audit.run.runner import Plan, Runner, scenario_devices
+from audit.run.plan import Plan, scenario_devices
+from audit.run.runner import Runner
 from audit.scenarios.registry import Scenario
 
 

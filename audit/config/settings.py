@@ -1,15 +1,17 @@
-"""Settings: the knobs that may change results, how each is applied, what is in effect.
+"""Settings: the knobs that may change results, their values, and what a value needs.
 
 A *process* setting is read at start-up (an environment variable, a thread pool) and needs
 a child process of its own; a *run* setting is switched inside the process around each
 scenario run. Each setting records the value actually in effect, so a capability the CPU
-lacks is reported as unavailable instead of silently replaced.
+lacks is reported as unavailable instead of silently replaced: the functions that apply a
+setting and read it back need torch (audit.run.apply_settings, audit.environment.readback),
+and each setting says itself why a requested value did not take effect.
 """
 
 from __future__ import annotations
 
+import importlib
 import itertools
-import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Mapping
 
@@ -23,7 +25,7 @@ MAX_THREADS = 65536  # more is surely a typo (torch.set_num_threads takes a C in
 
 @dataclass(frozen=True)
 class Setting:
-    """One knob: its allowed values, scope and how to apply and read it."""
+    """One knob: its allowed values, scope, how to apply and read it, and why it may not take."""
 
     name: str
     scope: str
@@ -39,6 +41,10 @@ class Setting:
     # The library or build feature the setting needs; None when torch itself is enough.
     needs: Callable[[], str | None] | None = None  # returns why it is unavailable, or None
     hint: str = ""  # why a value may not take effect on some machines
+    # Requested values that any value in effect fulfils (cpu_capability auto).
+    fulfilled_by_any: tuple[str, ...] = ()
+    # Why a requested value did not take effect, given the value in effect instead.
+    unapplied: str = "{name} {requested} did not take effect here ({actual} in effect{hint})"
 
     def validate(self, value: str, origin: str) -> str:
         """The canonical spelling of `value`, or a UserError naming `origin` and the value."""
@@ -60,38 +66,52 @@ class Setting:
     def applies_to(self, device: str) -> bool:
         return self.devices is None or device in self.devices
 
+    def not_applied(self, requested: str, actual: str | None) -> str | None:
+        """Why `requested` did not take effect, with `actual` read back in its place; None
+        when it did (or when nothing was read back: a unit that crashed)."""
+        if actual is None or actual == requested or requested in self.fulfilled_by_any:
+            return None
+        hint = f"; {self.hint}" if self.hint else ""
+        return self.unapplied.format(name=self.name, requested=requested, actual=actual,
+                                     hint=hint)
 
-# --- process settings -------------------------------------------------------------------
+
+def late(path: str) -> Callable[..., Any]:
+    """The function `module:name`, imported at its first call.
+
+    Applying a setting or reading it back needs torch or a native library; these functions
+    live in the run and environment stages, and config, imported by nox on the host,
+    imports neither.
+    """
+    module, _, name = path.partition(":")
+
+    def call(*args: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args)
+
+    call.__name__ = call.__qualname__ = name
+    return call
+
+
+def _apply(name: str) -> Callable[[str], Callable[[], None] | None]:
+    return late(f"audit.run.apply_settings:{name}")
+
+
+def _read(name: str) -> Callable[..., Any]:
+    return late(f"audit.environment.readback:{name}")
+
+
+# --- how process settings reach a worker: its environment variables ----------------------
 
 def _threads_environ(value: str) -> dict[str, str | None]:
     return {"OMP_NUM_THREADS": value, "MKL_NUM_THREADS": value, "REPRO_AUDIT_THREADS": value}
-
-
-def _threads_effective(_: str) -> str:
-    import torch
-
-    return str(torch.get_num_threads())
 
 
 def _capability_environ(value: str) -> dict[str, str | None]:
     return {"ATEN_CPU_CAPABILITY": None if value == "auto" else value}
 
 
-def _capability_effective(requested: str) -> str:
-    from audit.environment.compat import cpu_capability
-
-    actual = (cpu_capability() or "unknown").lower()
-    return requested if requested == "auto" and actual == "unknown" else actual
-
-
 def _cublas_environ(value: str) -> dict[str, str | None]:
     return {"CUBLAS_WORKSPACE_CONFIG": None if value == "unset" else value}
-
-
-def _cublas_effective(_: str) -> str:
-    import os
-
-    return os.environ.get("CUBLAS_WORKSPACE_CONFIG") or "unset"
 
 
 # MKL's conditional numerical reproducibility (CNR) branches, as MKL_CBWR spells them.
@@ -108,27 +128,6 @@ def _mkl_cbwr_environ(value: str) -> dict[str, str | None]:
     return {"MKL_CBWR": branch.upper() + (",STRICT" if strict else "")}
 
 
-def _mkl_cbwr_effective(_: str) -> str:
-    """The CNR mode MKL reports for a call; without MKL_CBWR it is off (`unset`), which
-    needs no asking: MKL's verbose header measures the CPU's clock first, 0.2 to 1 s of
-    every worker."""
-    from audit.environment.native import mkl_report
-
-    if not os.environ.get("MKL_CBWR"):
-        return "unset"
-    report = mkl_report()
-    if report is None or report.cnr is None:
-        return "unknown"
-    branch, _, strict = report.cnr.lower().partition(",")
-    return "unset" if branch == "off" else branch + ("-strict" if strict else "")
-
-
-def _mkl_missing() -> str | None:
-    from audit.environment.native import mkl_backend
-
-    return None if mkl_backend() is not None else "this torch build does not use MKL"
-
-
 ONEDNN_ISA_VALUES = ("all", "sse41", "avx", "avx2", "avx2_vnni", "avx2_vnni_2", "avx512_core",
                      "avx512_core_vnni", "avx512_core_bf16", "avx512_core_fp16",
                      "avx512_core_amx", "avx512_core_amx_fp16")
@@ -140,238 +139,57 @@ def _onednn_isa_environ(value: str) -> dict[str, str | None]:
     return {"ONEDNN_MAX_CPU_ISA": spelled, "DNNL_MAX_CPU_ISA": spelled}
 
 
-def _onednn_isa_effective(requested: str) -> str:
-    """'all' when no cap is set, else the ISA oneDNN reports it dispatches to."""
-    import os
-
-    from audit.environment.native import onednn_isa_name, onednn_report
-
-    if not (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")):
-        return "all"
-    report = onednn_report()
-    return (onednn_isa_name(report.isa) if report is not None else None) or "unknown"
-
-
-def _onednn_missing() -> str | None:
-    from audit.environment.native import onednn_report
-
-    return None if onednn_report() is not None else "this torch build does not use oneDNN"
-
-
-# --- run settings -----------------------------------------------------------------------
-
-def _use_deterministic_algorithms(mode: bool, warn_only: bool = False) -> None:
-    """`torch.use_deterministic_algorithms`, without importing torch._inductor for it.
-
-    From torch 2.1 on it imports `torch._inductor.config` (1.2 s in every worker) to set
-    inductor's `deterministic` flag. Until something imports that module, the flag is
-    handed over as the variable the module reads when it is imported; once it is
-    imported, torch's own call sets it. The ATen flag is set the same way either way.
-    """
-    import os
-    import sys
-
-    import torch
-
-    setter = getattr(torch._C, "_set_deterministic_algorithms", None)
-    if "torch._inductor.config" in sys.modules or setter is None:
-        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
-        return
-    if mode:
-        os.environ["TORCHINDUCTOR_DETERMINISTIC"] = "1"
-    else:
-        os.environ.pop("TORCHINDUCTOR_DETERMINISTIC", None)
-    setter(mode, warn_only=warn_only)
-
-
-def _apply_deterministic(value: str) -> Callable[[], None]:
-    import torch
-
-    before = torch.are_deterministic_algorithms_enabled()
-    warn_getter = getattr(torch, "is_deterministic_algorithms_warn_only_enabled", lambda: False)
-    before_warn = warn_getter()
-    if value == "warn-only":
-        _use_deterministic_algorithms(True, warn_only=True)
-    else:
-        _use_deterministic_algorithms(value == "on")
-
-    def restore() -> None:
-        if before_warn:
-            _use_deterministic_algorithms(before, warn_only=True)
-        else:
-            _use_deterministic_algorithms(before)
-
-    return restore
-
-
-def _deterministic_effective(_: str) -> str:
-    import torch
-
-    if not torch.are_deterministic_algorithms_enabled():
-        return "off"
-    warn_getter = getattr(torch, "is_deterministic_algorithms_warn_only_enabled", lambda: False)
-    return "warn-only" if warn_getter() else "on"
-
-
-def _attribute_setting(path: str, on_value: Any, off_value: Any) -> tuple[Callable, Callable]:
-    """apply / effective for a boolean-ish module attribute like torch.backends.cudnn.benchmark."""
-
-    def resolve() -> tuple[Any, str]:
-        import importlib
-
-        module_name, attribute = path.rsplit(".", 1)
-        return importlib.import_module(module_name), attribute
-
-    def apply(value: str) -> Callable[[], None]:
-        owner, attribute = resolve()
-        before = getattr(owner, attribute)
-        setattr(owner, attribute, on_value if value == "on" else off_value)
-        return lambda: setattr(owner, attribute, before)
-
-    def effective(_: str) -> str:
-        owner, attribute = resolve()
-        return "on" if getattr(owner, attribute) == on_value else "off"
-
-    return apply, effective
-
-
-def _apply_matmul_precision(value: str) -> Callable[[], None]:
-    import torch
-
-    setter = getattr(torch, "set_float32_matmul_precision", None)
-    if setter is None:
-        from audit.scenarios.registry import Unavailable
-
-        raise Unavailable("torch.set_float32_matmul_precision is missing in this torch")
-    before = torch.get_float32_matmul_precision()
-    setter(value)
-    return lambda: setter(before)
-
-
-def _matmul_precision_effective(requested: str) -> str:
-    import torch
-
-    getter = getattr(torch, "get_float32_matmul_precision", None)
-    if getter is None:
-        return NOT_APPLICABLE
-    try:
-        return getter()
-    except RuntimeError:  # torch >= 2.9 after allow_tf32 was set over "medium": both APIs mixed
-        return "mixed"
-
-
-def _apply_tf32(value: str) -> Callable[[], None]:
-    import torch
-
-    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
-    # allow_tf32 is an alias of the matmul precision ("highest" or "high"): keep the
-    # precision to restore too, or a "medium" before would come back as "high" (or, in
-    # torch >= 2.9, as a state in which get_float32_matmul_precision raises).
-    precision = _matmul_precision_effective("")
-    torch.backends.cuda.matmul.allow_tf32 = value == "on"
-    torch.backends.cudnn.allow_tf32 = value == "on"
-
-    def restore() -> None:
-        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
-        if precision not in (NOT_APPLICABLE, "mixed"):
-            torch.set_float32_matmul_precision(precision)
-
-    return restore
-
-
-def _tf32_effective(_: str) -> str:
-    import torch
-
-    return "on" if torch.backends.cuda.matmul.allow_tf32 else "off"
-
-
-def _flush_denormal_enabled() -> bool:
-    """Whether denormals are flushed now: torch has no getter, so probe the smallest one."""
-    import torch
-
-    smallest = torch.tensor([1], dtype=torch.int32).view(torch.float32)
-    return int((smallest * 2).view(torch.int32).item()) == 0
-
-
-def _apply_flush_denormal(value: str) -> Callable[[], None]:
-    import torch
-
-    before = _flush_denormal_enabled()
-    if not torch.set_flush_denormal(value == "on") and value == "on":
-        from audit.scenarios.registry import Unavailable
-
-        raise Unavailable("this CPU does not support flushing denormals (no SSE3)")
-    return lambda: torch.set_flush_denormal(before)
-
-
-def _flush_denormal_effective(_: str) -> str:
-    return "on" if _flush_denormal_enabled() else "off"
-
-
-def _apply_default_dtype(value: str) -> Callable[[], None]:
-    import torch
-
-    before = torch.get_default_dtype()
-    torch.set_default_dtype(getattr(torch, value))
-    return lambda: torch.set_default_dtype(before)
-
-
-def _default_dtype_effective(_: str) -> str:
-    import torch
-
-    return str(torch.get_default_dtype()).replace("torch.", "")
-
-
-_cudnn_apply, _cudnn_effective = _attribute_setting("torch.backends.cudnn.benchmark", True, False)
-_mkldnn_apply, _mkldnn_effective = _attribute_setting("torch.backends.mkldnn.enabled", True, False)
-
 SETTINGS: dict[str, Setting] = {
     setting.name: setting
     for setting in [
         Setting("threads", PROCESS, None, "torch intra-op threads (and OpenMP / MKL pools)",
-                environ=_threads_environ, effective=_threads_effective),
+                environ=_threads_environ, effective=_read("threads"),
+                unapplied="threads {requested} requested, torch used {actual}"),
         Setting("cpu_capability", PROCESS, ("auto", "default", "avx2", "avx512"),
                 "ATEN_CPU_CAPABILITY: the vector ISA ATen dispatches to ('default' = scalar)",
-                devices=("cpu",), environ=_capability_environ, effective=_capability_effective),
+                devices=("cpu",), environ=_capability_environ,
+                effective=_read("cpu_capability"),
+                fulfilled_by_any=("auto",),  # whatever ATen picks is what auto asks for
+                unapplied="cpu_capability {requested} is not available here "
+                          "(torch used {actual})"),
         Setting("mkl_cbwr", PROCESS, MKL_CBWR_VALUES,
                 "MKL_CBWR: MKL's conditional numerical reproducibility branch (matmul, "
                 "linear algebra); 'compatible' is the branch every x86 CPU runs",
-                devices=("cpu",), environ=_mkl_cbwr_environ, effective=_mkl_cbwr_effective,
-                default="unset", needs=_mkl_missing,
+                devices=("cpu",), environ=_mkl_cbwr_environ, effective=_read("mkl_cbwr"),
+                default="unset", needs=_read("mkl_missing"),
                 hint="MKL takes branches other than auto and compatible on Intel CPUs only"),
         Setting("onednn_isa", PROCESS, ONEDNN_ISA_VALUES,
                 "ONEDNN_MAX_CPU_ISA: the highest ISA oneDNN (convolutions, mkldnn) may use",
-                devices=("cpu",), environ=_onednn_isa_environ, effective=_onednn_isa_effective,
-                default="all", needs=_onednn_missing,
+                devices=("cpu",), environ=_onednn_isa_environ, effective=_read("onednn_isa"),
+                default="all", needs=_read("onednn_missing"),
                 hint="oneDNN caps the ISA at what this CPU has"),
         Setting("cublas_workspace", PROCESS, ("unset", ":4096:8", ":16:8"),
                 "CUBLAS_WORKSPACE_CONFIG, needed for deterministic cuBLAS",
-                devices=("cuda",), environ=_cublas_environ, effective=_cublas_effective,
-                default="unset"),
+                devices=("cuda",), environ=_cublas_environ,
+                effective=_read("cublas_workspace"), default="unset"),
         Setting("deterministic", RUN, ("off", "on", "warn-only"),
-                "torch.use_deterministic_algorithms", apply=_apply_deterministic,
-                effective=_deterministic_effective, default="off"),
+                "torch.use_deterministic_algorithms", apply=_apply("deterministic"),
+                effective=_read("deterministic"), default="off"),
         Setting("cudnn_benchmark", RUN, ("off", "on"), "torch.backends.cudnn.benchmark",
-                devices=("cuda",), apply=_cudnn_apply, effective=_cudnn_effective,
-                default="off"),
+                devices=("cuda",), apply=_apply("cudnn_benchmark"),
+                effective=_read("cudnn_benchmark"), default="off"),
         Setting("matmul_precision", RUN, ("highest", "high", "medium"),
-                "torch.set_float32_matmul_precision", apply=_apply_matmul_precision,
-                effective=_matmul_precision_effective, default="highest"),
+                "torch.set_float32_matmul_precision", apply=_apply("matmul_precision"),
+                effective=_read("matmul_precision"), default="highest"),
         Setting("tf32", RUN, ("off", "on"), "allow TF32 in CUDA matmul and cuDNN",
-                devices=("cuda",), apply=_apply_tf32, effective=_tf32_effective,
+                devices=("cuda",), apply=_apply("tf32"), effective=_read("tf32"),
                 default="off"),
         Setting("mkldnn", RUN, ("on", "off"), "torch.backends.mkldnn.enabled (oneDNN kernels)",
-                devices=("cpu",), apply=_mkldnn_apply, effective=_mkldnn_effective,
+                devices=("cpu",), apply=_apply("mkldnn"), effective=_read("mkldnn"),
                 default="on"),
         Setting("flush_denormal", RUN, ("off", "on"), "torch.set_flush_denormal",
-                devices=("cpu",), apply=_apply_flush_denormal,
-                effective=_flush_denormal_effective, default="off"),
+                devices=("cpu",), apply=_apply("flush_denormal"),
+                effective=_read("flush_denormal"), default="off"),
         Setting("default_dtype", RUN, ("float32", "float64"), "torch.set_default_dtype",
-                apply=_apply_default_dtype, effective=_default_dtype_effective,
+                apply=_apply("default_dtype"), effective=_read("default_dtype"),
                 default="float32"),
     ]
 }
-
 
 
 def unset_value(name: str, device: str) -> str | None:

@@ -1,8 +1,10 @@
 """`repro-audit run`: one audit in this interpreter's torch, written to one results file.
 
-Rows are journalled as they arrive (a hidden `.partial` file, fsync'ed per unit) and the
-results file appears only at the end, by an atomic rename. A run killed half-way leaves no
-visible results file; `--resume` reads the journal and runs only what is missing.
+The run is a list of steps (`STEPS`): select the scenarios, open the journal, run the units,
+trace the differing ones, write the results, summarise. Rows are journalled as they arrive
+(audit.run.journal) and the results file appears only at the end, by an atomic rename. A run
+killed half-way leaves no visible results file; `--resume` reads the journal and runs only
+what is missing.
 """
 
 from __future__ import annotations
@@ -11,16 +13,22 @@ import argparse
 import contextlib
 import json
 import math
-import os
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from audit.errors import UserError
-from audit.store.results import ROW, dumps, make_header, unit_key, write_atomic
-from audit.trace.needs import Source
+from audit.store.names import results_name
+from audit.store.results import make_header, unit_key, write_atomic
+
+if TYPE_CHECKING:  # imported where used: `repro-audit --help` imports none of them
+    from audit.run.journal import Journal
+    from audit.run.pool.pool import Pool
+    from audit.run.progress import Progress
+    from audit.run.runner import Runner
+    from audit.scenarios.registry import Scenario
 
 DEFAULT_DEVICES = ("cpu", "cuda", "mps")
 
@@ -124,27 +132,6 @@ def row_unit_key(row: dict[str, Any]) -> str:
     return unit_key(row["scenario"], row["device"], requested)
 
 
-def results_name(torch_version: str, env_id: str, shard: tuple[int, int] | None = None) -> str:
-    suffix = f"-shard{shard[0]}of{shard[1]}" if shard else ""
-    return f"torch-{torch_version.replace('+', '_')}-{env_id}{suffix}.jsonl"
-
-
-def read_journal(path: Path) -> list[dict[str, Any]]:
-    """Complete rows of an interrupted run; a torn last line is dropped."""
-    rows = []
-    if not path.exists():
-        return rows
-    with open(path, encoding="utf-8", errors="replace") as stream:
-        for line in stream:
-            try:
-                record = json.loads(line)
-            except ValueError:
-                continue
-            if isinstance(record, dict) and record.get("record") == ROW:
-                rows.append(record)
-    return rows
-
-
 def run_audit(options: RunOptions) -> str:
     """Run the plan and write the results file; returns a one-line summary."""
     from audit.run.pool.pool import Pool
@@ -160,98 +147,157 @@ def run_audit(options: RunOptions) -> str:
         return audit_in(pool, options)
 
 
-def audit_in(pool: Any, options: RunOptions) -> str:
-    """`run_audit` with its pool of workers."""
+@dataclass
+class Audit:
+    """What the steps of one `run` share: each step reads what the steps before it left."""
+
+    pool: Pool  # shared by every product and the trace pass
+    options: RunOptions
+    held: contextlib.ExitStack  # the journals and the pool's workers, while units run
+    scenarios: list[Scenario] = field(default_factory=list)
+    environment: dict[str, Any] = field(default_factory=dict)
+    identity: str = ""  # the env-id
+    torch_version: str = ""
+    final: Path = Path()  # the results file
+    journal: Journal | None = None
+    done: set[str] = field(default_factory=set)  # keys of the units with rows already
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    device_reasons: dict[str, str | None] = field(default_factory=dict)
+    runners: list[Runner] = field(default_factory=list)  # one per product
+    progress: Progress | None = None
+    traced: dict[str, str] = field(default_factory=dict)  # trace key: line, once written
+    summary: str = ""
+
+
+def select(audit: Audit) -> None:
+    """The scenarios (this shard's part), this environment, and the results file's name."""
     import torch
 
     from audit.environment.collect import collect, env_id
-    from audit.environment.devices import device_status
-    from audit.run.progress import Progress
-    from audit.run.runner import Plan, Runner
-    from audit.run.trace_command import trace_pass
     from audit.scenarios import registry
-    from audit.store.traces import traces_path
-    from audit.trace.files import journal_line, trace_lines, write_trace_lines
 
+    options = audit.options
     registry.load_builtin()
     for path in options.scenario_files:
         registry.load_file(path)
     scenarios = registry.select(options.select)
     chosen = set(shard_of([item.name for item in scenarios], options.shard))
-    scenarios = [item for item in scenarios if item.name in chosen]
-    environment = collect()
-    identity = env_id(environment)
-    out = options.out
-    out.mkdir(parents=True, exist_ok=True)
-    final = out / results_name(torch.__version__, identity, options.shard)
-    journal = out / f".{final.name}.partial"
-    # One JSON line per traced unit; only with --trace (the journal above is the run's own).
-    trace_journal = out / f".{final.name}.traces-journal"
+    audit.scenarios = [item for item in scenarios if item.name in chosen]
+    audit.environment = collect()
+    audit.identity = env_id(audit.environment)
+    audit.torch_version = torch.__version__
+    options.out.mkdir(parents=True, exist_ok=True)
+    audit.final = options.out / results_name(audit.torch_version, audit.identity, options.shard)
 
-    previous = read_journal(journal) if options.resume else []
-    if not options.resume:
-        journal.unlink(missing_ok=True)
-        trace_journal.unlink(missing_ok=True)
-    done = {row_unit_key(row) for row in previous}
-    plans = [Plan(scenarios=scenarios, devices=options.devices, settings=settings,
-                  scenario_files=options.scenario_files, timeout=options.timeout,
-                  keep_tensors=(str((out / "tensors").resolve()) if options.keep_tensors
-                                else None),
-                  trace=options.trace)
-             for settings in [options.settings, *options.also]]
-    device_reasons = {device: device_status(device) for device in options.devices}
-    progress = Progress()
-    with open(journal, "a", encoding="utf-8", newline="\n") as stream, \
-            (open(trace_journal, "a", encoding="utf-8", newline="\n") if options.trace
-             else contextlib.nullcontext()) as traces:
-        def journal_rows(rows: list[dict[str, Any]]) -> None:
-            for row in rows:
-                stream.write(dumps(row) + "\n")
-            stream.flush()
-            os.fsync(stream.fileno())
 
-        def journal_trace(key: str, trace: dict[str, Any]) -> None:
-            traces.write(journal_line(key, trace) + "\n")
-            traces.flush()
+def open_journal(audit: Audit) -> None:
+    """Resume from the journal of an interrupted run (`--resume`) or start afresh; rows
+    (and traces) are journalled from now on as they come."""
+    from audit.run.journal import Journal
 
-        rows = list(previous)
-        with pool:
-            runners, tasks = [], []
-            for plan in plans:  # the main product, then each [[settings.also]] one
-                runner = Runner(plan, identity, torch.__version__, progress=progress,
-                                on_rows=journal_rows, skip=done,
-                                on_trace=journal_trace if options.trace else None, pool=pool)
-                tasks += runner.tasks(device_reasons)
-                done |= runner.planned  # a unit of two products runs once
-                runners.append(runner)
-            pool.run(tasks)  # every product's units at once: the cores stay busy
-            for runner in runners:
-                rows += runner.collected
-            if options.trace:
-                before = (set(trace_lines(trace_journal))
-                          if options.resume and trace_journal.exists() else set())
-                trace_pass(runners, Source(final.name, environment, rows), trace_journal,
-                           before, options.trace_all, device_reasons)
-    progress.close()
-    header = make_header(environment, identity, devices={d: r for d, r in device_reasons.items()},
+    audit.journal = Journal(audit.final, traces=audit.options.trace)
+    previous = audit.journal.previous() if audit.options.resume else []
+    if not audit.options.resume:
+        audit.journal.remove()
+    audit.done = {row_unit_key(row) for row in previous}
+    audit.rows = list(previous)
+    audit.held.enter_context(audit.journal)
+
+
+def run_units(audit: Audit) -> None:
+    """Every product's units (the main one, then each [[settings.also]] one) at once in the
+    shared pool, so the cores stay busy; a unit of two products runs once."""
+    from audit.environment.devices import device_status
+    from audit.run.plan import Plan
+    from audit.run.progress import Progress
+    from audit.run.runner import Runner
+
+    options = audit.options
+    keep = str((options.out / "tensors").resolve()) if options.keep_tensors else None
+    audit.device_reasons = {device: device_status(device) for device in options.devices}
+    audit.progress = Progress()
+    audit.held.enter_context(audit.pool)
+    tasks = []
+    for settings in [options.settings, *options.also]:
+        plan = Plan(scenarios=audit.scenarios, devices=options.devices, settings=settings,
+                    scenario_files=options.scenario_files, timeout=options.timeout,
+                    keep_tensors=keep, trace=options.trace)
+        runner = Runner(plan, audit.identity, audit.torch_version, progress=audit.progress,
+                        on_rows=audit.journal.write_rows, skip=audit.done,
+                        on_trace=audit.journal.write_trace if options.trace else None,
+                        pool=audit.pool)
+        tasks += runner.tasks(audit.device_reasons)
+        audit.done |= runner.planner.planned
+        audit.runners.append(runner)
+    audit.pool.run(tasks)
+    for runner in audit.runners:
+        audit.rows += runner.collected
+
+
+def trace_differing(audit: Audit) -> None:
+    """`--trace`: trace the units whose outputs differ along the run's own settings."""
+    from audit.run.trace_command import trace_pass
+    from audit.trace.needs import Source
+
+    options = audit.options
+    if not options.trace:
+        return
+    journal = audit.journal
+    before = set(journal.traced_lines()) if options.resume else set()
+    trace_pass(audit.runners, Source(audit.final.name, audit.environment, audit.rows),
+               journal.traces_path, before, options.trace_all, audit.device_reasons)
+
+
+def write_results(audit: Audit) -> None:
+    """The workers and journals put away, the results file (and the traces file) written
+    atomically, then the journals removed."""
+    from audit.store.traces import traces_path
+    from audit.trace.files import write_trace_lines
+
+    audit.held.close()
+    audit.progress.close()
+    scenarios, options = audit.scenarios, audit.options
+    header = make_header(audit.environment, audit.identity,
+                         devices=dict(audit.device_reasons),
                          selection=[s.name for s in scenarios], settings=options.settings,
                          **({"also": list(options.also)} if options.also else {}),
                          references={s.name: s.references for s in scenarios if s.references})
-    write_atomic(final, header, sorted(rows, key=_row_order))
-    traced_units = trace_lines(trace_journal) if trace_journal.exists() else {}
-    if traced_units:  # lines as the workers' traces came, never parsed again
-        write_trace_lines(traces_path(final), traced_units)
-    journal.unlink(missing_ok=True)
-    trace_journal.unlink(missing_ok=True)
+    write_atomic(audit.final, header, sorted(audit.rows, key=_row_order))
+    audit.traced = audit.journal.traced_lines()
+    if audit.traced:  # lines as the workers' traces came, never parsed again
+        write_trace_lines(traces_path(audit.final), audit.traced)
+    audit.journal.remove()
+
+
+def summarise(audit: Audit) -> None:
+    """The one-line summary: rows by status, those not repeatable, traces, background units."""
+    from audit.store.traces import traces_path
+
+    rows = audit.rows
     counts = Counter(row["status"] for row in rows)
     not_repeatable = sum(1 for row in rows if row.get("repeatable") is False)
     parts = ", ".join(f"{count} {status}" for status, count in sorted(counts.items()))
-    traced_note = (f"; traces of {len(traced_units)} units in {traces_path(final).name}"
-                   if traced_units else "")
-    background_note = (f"; {pool.background_units} units run by background workers "
-                       "(audit.run.pool.priority)" if pool.background_units else "")
-    return (f"wrote {len(rows)} rows to {final} ({parts}; {not_repeatable} not repeatable "
-            f"run to run{traced_note}{background_note})")
+    traced_note = (f"; traces of {len(audit.traced)} units in {traces_path(audit.final).name}"
+                   if audit.traced else "")
+    background = audit.pool.background_units
+    background_note = (f"; {background} units run by background workers "
+                       "(audit.run.pool.priority)" if background else "")
+    audit.summary = (f"wrote {len(rows)} rows to {audit.final} ({parts}; {not_repeatable} not "
+                     f"repeatable run to run{traced_note}{background_note})")
+
+
+# The steps of `run`, in order; each reads what the steps before it left in the `Audit`.
+STEPS: tuple[Callable[[Audit], None], ...] = (
+    select, open_journal, run_units, trace_differing, write_results, summarise)
+
+
+def audit_in(pool: Pool, options: RunOptions) -> str:
+    """`run_audit` with its pool of workers: the steps of `run`, one after the other."""
+    with contextlib.ExitStack() as held:
+        audit = Audit(pool, options, held)
+        for step in STEPS:
+            step(audit)
+    return audit.summary
 
 
 def _row_order(row: dict[str, Any]) -> str:

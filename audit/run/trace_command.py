@@ -158,9 +158,10 @@ def trace_file(item: ResultsFile, need: dict[str, str], options: TraceOptions) -
     import torch
 
     from audit.environment.devices import device_status
+    from audit.run.plan import DEFAULT_TIMEOUT, Plan
     from audit.run.pool.pool import Pool
     from audit.run.progress import Progress
-    from audit.run.runner import DEFAULT_TIMEOUT, Plan, Runner
+    from audit.run.runner import Runner
     from audit.scenarios import registry
     from audit.store.traces import traces_path
     from audit.trace.files import trace_line, trace_lines, write_trace_lines
@@ -252,7 +253,8 @@ def run_traces(runners: list[Any], wanted: dict[str, str],
     remaining = dict(wanted)
     tasks = []
     for runner in runners:
-        mine = {key: remaining.pop(key) for key in list(remaining) if key in runner.by_key}
+        mine = {key: remaining.pop(key) for key in list(remaining)
+                if key in runner.planner.by_key}
         tasks += runner.trace_tasks(mine, device_reasons)
     if not tasks:
         return 0

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from audit.capture.hashing import digest
-from audit.run.runner import unavailable_reason
-from audit.run.worker import run_once, scramble_rng_states
+from audit.run.plan import unavailable_reason
+from audit.run.unit_runs import run_once, scramble_rng_states
 from audit.scenarios.context import Context
 from audit.scenarios.registry import Scenario, Unavailable, all_scenarios
 

@@ -6,7 +6,7 @@
         repro.check({"weights": model.state_dict(), "out": model(torch.ones(2, 4))})
 
 `repro.check` takes what a scenario returns and flattens, digests and samples it as the
-runner does (`audit.capture.outputs`, `audit.run.worker.describe_outputs`), when it is
+runner does (`audit.capture.outputs`, `audit.run.partial_rows.describe_outputs`), when it is
 called: a value
 changed afterwards in place is checked as it was. `@pytest.mark.repro` runs the test body
 twice, every RNG scrambled before each run as the runner does, and fails the test when an
@@ -117,7 +117,7 @@ class Repro:
         """
         __tracebackhide__ = True
         from audit.capture.outputs import flatten_outputs
-        from audit.run.worker import describe_outputs
+        from audit.run.partial_rows import describe_outputs
 
         try:
             flat = flatten_outputs(self.scenario, {name: outputs} if name else outputs)
@@ -144,11 +144,11 @@ class Repro:
     def rows(self, second_error: str | None = None) -> list[dict[str, Any]]:
         """The test's rows, each value `repeatable` True or False when it ran twice, None
         when it ran once (nothing said whether it repeats)."""
-        from audit.run.worker import Worker
+        from audit.run.partial_rows import rows_of_described
 
         first, second = self.values
         if self.runs == 2:
-            partial = Worker.rows_of_described(first, second, second_error)
+            partial = rows_of_described(first, second, second_error)
         else:
             partial = [{"output": output, "status": "ok", "repeatable": None, "error": None,
                         **values} for output, values in first.items()]
@@ -157,12 +157,12 @@ class Repro:
 
     def failed_rows(self, error: BaseException) -> list[dict[str, Any]]:
         """One row per device the test used (cpu when none), as the runner's failed unit."""
-        from audit.run.worker import _describe
+        from audit.run.unit_runs import describe_error
 
         if isinstance(error, pytest.skip.Exception):
             status, text = "unavailable", f"skipped: {error.msg}"
         else:
-            status, text = "error", _describe(error)
+            status, text = "error", describe_error(error)
         devices = sorted({device for device, _ in self.places.values()}) or ["cpu"]
         return [self.store.row(self.scenario, device, self.store.settings(device),
                                output=None, status=status, error=text) for device in devices]
@@ -236,7 +236,7 @@ def _wrapped(test: Callable[..., Any], checked: Repro) -> Callable[..., Any]:
 
     @functools.wraps(test)
     def run_test(*args: Any, **kwargs: Any) -> Any:
-        from audit.run.worker import _describe, scramble_rng_states
+        from audit.run.unit_runs import describe_error, scramble_rng_states
 
         store, result = checked.store, None
         for number in range(checked.runs):
@@ -249,7 +249,7 @@ def _wrapped(test: Callable[..., Any], checked: Repro) -> Callable[..., Any]:
                 raise
             except BaseException as error:
                 if store.options.records:
-                    rows = (checked.rows(f"second run failed: {_describe(error)}") if number
+                    rows = (checked.rows(f"second run failed: {describe_error(error)}") if number
                             else checked.failed_rows(error))
                     with contextlib.suppress(UserError):  # the test's own error says more
                         store.record(checked.scenario, checked.item.nodeid, rows)

@@ -57,7 +57,7 @@ class Options:
 def results_file_name(torch_version: str, env_id: str, worker: str | None) -> str:
     """`pytest-torch-2.13.0_cpu-<env-id>-gw0.jsonl`: the runner's name, marked as pytest's,
     with the xdist worker's id so that workers never write the same file."""
-    from audit.run.run_command import results_name
+    from audit.store.names import results_name
 
     stem = results_name(torch_version, env_id)[: -len(".jsonl")]
     return f"{RESULTS_PREFIX}{stem}{'-' + worker if worker else ''}.jsonl"

@@ -1,0 +1,31 @@
+"""The worker's line to its parent: events out, units in, one JSON line each.
+
+Events go to the worker's original stdout (`main` moves whatever scenarios print to
+stderr). The job comes first on stdin; then the parent hands out units one line at a time
+as workers free up (audit.run.pool.pool), so one worker per process combination serves
+every run-settings combination, and a second one can share the same queue.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable, Iterator, TextIO
+
+
+class Channel:
+    """Events to the parent on `protocol`; units from the job, then from `more`."""
+
+    def __init__(self, protocol: TextIO, more: Iterable[str] = ()) -> None:
+        self.protocol = protocol
+        self.more = more  # further units, one JSON line each (main: stdin)
+
+    def emit(self, event: str, **payload: Any) -> None:
+        self.protocol.write(json.dumps({"event": event, **payload}, sort_keys=True) + "\n")
+        self.protocol.flush()
+
+    def units(self, job: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """The job's units, then one unit per line of `more` until it closes."""
+        yield from job.get("units", [])
+        for line in self.more:
+            if line.strip():
+                yield json.loads(line)
