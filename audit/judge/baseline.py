@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from audit.capture.distance import Distance, distance
+from audit.capture.distance_text import describe_gap
 from audit.capture.sample import Sample
 from audit.config.settings import NOT_APPLICABLE, unset_value, with_unset_values
 from audit.errors import UserError
@@ -109,21 +110,6 @@ def measure(sample_a: Any, sample_b: Any) -> Distance | None:
         return distance(Sample.from_json(sample_a), Sample.from_json(sample_b))
     except (KeyError, TypeError, ValueError):  # a malformed sample: say so, do not crash
         return None
-
-
-def describe_gap(gap: Distance | None, shape_a: Any, shape_b: Any) -> str:
-    """Why two digests differ, in words: the distance, or what keeps it from being measured."""
-    if shape_a is not None and shape_b is not None and list(shape_a) != list(shape_b):
-        return f"shape differs ({list(shape_a)} vs {list(shape_b)})"
-    if gap is None:
-        return "digest differs (no sample kept to measure by how much)"
-    text = gap.describe()
-    if gap.comparable and gap.compared and not gap.differing:
-        # whole output kept and equal: what differs is hashed but not sampled (the layout
-        # kind, sparse indices, quantisation parameters)
-        text += (" values, digest differs (layout or parameters)" if gap.exact
-                 else " (digest differs outside the sample)")
-    return text
 
 
 # --- the baseline file -------------------------------------------------------------------
