@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from audit.capture import distance_text
 from audit.capture.sample import Sample
 
 if TYPE_CHECKING:  # annotations only: subscripting Callable at run time needs Python 3.9
@@ -69,45 +70,12 @@ class Distance:
         return self.compared > 0 or self.note is None
 
     def describe(self) -> str:
-        """Short text for a report cell.
+        """Short text for a report cell (`audit.capture.distance_text.describe`)."""
+        return distance_text.describe(self)
 
-        Formats, by case (the element part says "sampled" when `exact` is False):
-          incomparable   `dtype differs (float32 vs float64)`  (the note alone)
-          no elements    `no elements`
-          no difference  `identical` / `same in 256 sampled elements`
-          floats         `max abs 3.1e-07, max 2 ULP, 3 of 12 elements`
-          integers, bool `max abs 5, 3 of 12 elements`
-          bits*          `3 of 256 sampled elements`  (opaque: counts only)
-        followed by `; <note>` when there is one (`; NaN vs number`). `max abs` is shown
-        with 2 significant digits for floats, exactly for integers (up to 1e15); ULP
-        counts exactly up to a million, then with 2 significant digits; element counts
-        with thousands separators.
-        """
-        if not self.comparable:
-            return str(self.note)
-        if self.compared == 0:
-            text = "no elements"
-        elif self.differing == 0:
-            text = "identical" if self.exact else f"same in {self._elements(self.compared)}"
-        else:
-            parts = []
-            if self.max_abs is not None:
-                parts.append(f"max abs {_format_abs(self.max_abs, self.max_ulp is None)}")
-            if self.max_ulp is not None:
-                ulp = self.max_ulp
-                parts.append(f"max {ulp if ulp < 10**6 else format(ulp, '.2g')} ULP")
-            parts.append(f"{self.differing:,} of {self._elements(self.compared)}")
-            text = ", ".join(parts)
-        return f"{text}; {self.note}" if self.note else text
-
-    def _elements(self, count: int) -> str:
-        return f"{count:,} {'elements' if self.exact else 'sampled elements'}"
-
-
-def _format_abs(value: float, integral: bool) -> str:
-    if integral and value < 1e15:
-        return str(int(value))
-    return format(value, ".2g")
+    def brief(self) -> str:
+        """The largest measure alone: '1 ULP' (`audit.capture.distance_text.brief`)."""
+        return distance_text.brief(self)
 
 
 # --- bit orders -------------------------------------------------------------------------

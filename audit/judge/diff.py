@@ -24,15 +24,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from audit.capture.distance import Distance
-from audit.judge.baseline import (
-    cell_label,
-    comparable,
-    describe_gap,
-    env_of,
-    measure,
-    one_line,
-    settings_key,
-)
+from audit.capture.distance_text import describe_gap
+from audit.judge.rows import cell_label, comparable, env_of, measure, one_line, settings_key
 from audit.store.results import ResultsFile, read_all
 
 Unit = tuple[str, str, str]  # (scenario, device, settings): what a scenario-level row covers

@@ -1,7 +1,7 @@
 """What to pin: under which value of another setting a break along an axis disappears.
 
-An axis table (`audit.judge.compare.compare_axis`) compares each output at every axis value with
-the same output at the reference value, every other axis held equal. Each such comparison
+An axis table (`audit.judge.tables.compare_axis`) compares each output at every axis value
+with the same output at the reference value, every other axis held equal. Each such comparison
 is made in one *context*: one value of every other axis, so of every other setting. Counting
 only the comparisons made where a setting S had the value v gives the axis' break as it
 would be had S been pinned to v: "across machine 52 of 507 outputs differ; with
@@ -10,7 +10,7 @@ the same there too", from the data alone.
 
 The counts are those of the axis tables exactly (the same cells, reference and contexts),
 computed from digests only, vectorised: a million-row report asks for every axis, setting
-and value, and re-comparing restricted frames through pandas merges would cost seconds each.
+and value, and re-comparing restricted frames would cost a pandas merge each.
 Only settings varied in the data are candidates, and only values a user can set (not `n/a`);
 the torch version, the device and the machine are axes but never something to pin.
 """
@@ -25,7 +25,9 @@ import pandas as pd
 
 from audit.config.settings import NOT_APPLICABLE, SETTINGS
 from audit.errors import UserError
-from audit.judge.compare import SETTING_PREFIX, AxisTable, Comparison, axis_context, value_order
+from audit.judge.axes import SETTING_PREFIX, value_order
+from audit.judge.compare import Comparison
+from audit.judge.tables import AxisTable, axis_context
 
 # A value is suggested only where its comparisons include at least this share of the
 # outputs that break along the axis: fewer could look better for lack of comparisons alone.

@@ -12,17 +12,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from audit.judge.compare import (
-    TORCH,
-    AxisCell,
-    ChangelogStep,
-    Comparison,
-    axis_title,
-    compare,
-    setting_columns,
-    value_order,
-)
-from audit.publish.report import cell_text, escape, short_list, table
+from audit.judge.axes import TORCH, axis_title, value_order
+from audit.judge.compare import Comparison, compare
+from audit.judge.frames import setting_columns
+from audit.judge.tables import ChangelogStep
+from audit.publish.markdown import escape, short_list, table
+from audit.publish.report.axes import changed_text
 from audit.store.atomic import write_text
 from audit.store.results import ResultsFile, read_all
 
@@ -120,14 +115,10 @@ def render(files: list[ResultsFile], result: Comparison | None = None) -> str:
                   f"{len(changed)} of {len(step.cells)} outputs changed.", ""]
         if changed:
             lines += [table(["scenario", "output", "how far"],
-                            [[escape(key[0]), escape(key[1]), change_text(step.cells[key])]
+                            [[escape(key[0]), escape(key[1]), changed_text(step.cells[key])]
                              for key in changed]), ""]
     lines += since_section(steps)
     return "\n".join(lines).rstrip() + "\n"
-
-
-def change_text(cell: AxisCell) -> str:
-    return cell_text(cell, False).replace("**differs**", "changed")
 
 
 def since_section(steps: list[ChangelogStep]) -> list[str]:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from audit.judge.compare import Comparison, axis_title, value_label
+from audit.judge.axes import axis_title, value_label
+from audit.judge.compare import Comparison
 
 FILE_NAME = "heatmap.png"
 MAX_ROWS = 150  # more scenarios than this: one row per family (a readable, fast image)

@@ -1,21 +1,15 @@
-"""Results files: JSON Lines, self-describing, written atomically, read defensively.
+"""Results files, read defensively: a bad line costs only itself, never the whole file.
 
-Line 1 is a header (schema version, the full environment, its env-id); every other line
-is one row: one output of one scenario on one device under one settings combination.
-Schema 2 (`Compaction`): a value's sample is written once, on the first row with its
-digest; later rows with that digest carry `"sample": null` and the reader fills them in;
-`requested` appears only where it differs from `settings`. Most of a row is its sample and
-the same value recurs under many settings, so files are several times smaller and faster
-to read. Schema 1 files (a sample on every row) read the same.
-A file is written to a temporary name and renamed, so a reader never sees half a file.
-The reader skips (and names, as file:line) a corrupt line, never the whole file. This
-module imports neither torch nor pandas: the nox host and the report side use it too.
+The reader skips (and names, as file:line) a corrupt line, a row of the wrong types or an
+unknown status, and says in one line why a whole file cannot be read (no header, a newer
+schema). This module is the format's front door: the records (`audit.store.schema`) and
+the writer (`audit.store.writer`) are importable from here too. It imports neither torch
+nor pandas: the nox host and the report side use it too.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import glob
 import gzip
@@ -24,7 +18,7 @@ import sys
 from dataclasses import dataclass, field
 from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator, Mapping, Optional
+from typing import IO, Any, Callable, Iterable, Iterator, Optional
 
 try:  # msgspec, where installed (the `report` extra): parses, and type-checks rows, in C
     import msgspec
@@ -32,105 +26,36 @@ except ImportError:  # pragma: no cover - the standard library does the same job
     msgspec = None
 
 from audit.errors import UserError
-from audit.store.atomic import atomic_text
+from audit.store.schema import (
+    COLUMN_TYPES,
+    FLAG,
+    HEADER,
+    OBJECT,
+    OPTIONAL_KEYS,
+    ROW,
+    ROW_COLUMN_KEYS,
+    ROW_KEYS,
+    ROW_TYPES,
+    SCHEMA,
+    STATUSES,
+    TEXT,
+    make_header,
+    make_row,
+    unit_key,
+)
+from audit.store.writer import Compaction, dumps, write_atomic, write_unavailable
+
+__all__ = [  # what callers import from here: the reader's names, the format's, the writer's
+    "BYTE_ORDER_MARK", "HEADER", "OPTIONAL_KEYS", "ROW", "ROW_COLUMN_KEYS", "ROW_KEYS",
+    "SCHEMA", "STATUSES", "TRACES_SUFFIX", "Compaction", "ResultsFile", "dumps", "expand",
+    "gc_paused", "make_header", "make_row", "open_lines", "read_all", "read_file",
+    "row_columns", "unit_key", "write_atomic", "write_unavailable",
+]
 
 _loads: Callable[[bytes], Any] = msgspec.json.decode if msgspec is not None else json.loads
 
-TRACES_SUFFIX = ".traces.jsonl.gz"  # op traces beside a results file (audit.trace.record)
-SCHEMA = 2
-HEADER = "repro-audit/header"
+TRACES_SUFFIX = ".traces.jsonl.gz"  # op traces beside a results file (audit.store.traces)
 BYTE_ORDER_MARK = b"\xef\xbb\xbf"
-ROW = "repro-audit/row"
-STATUSES = ("ok", "error", "timeout", "crashed", "unavailable", "raises-when-deterministic")
-
-# Keys every row carries (None where they do not apply).
-ROW_KEYS = (
-    "scenario", "output", "status", "digest", "repeatable", "device", "torch_version",
-    "settings", "env_id", "error", "dtype", "shape", "kind", "sample",
-)
-
-# Keys a row may carry: run time, settings as requested, the stored full values' file name.
-OPTIONAL_KEYS = ("seconds", "requested", "stored")
-
-
-def make_row(**values: Any) -> dict[str, Any]:
-    """A row with every key of the schema present, in schema order."""
-    unknown = set(values) - set(ROW_KEYS) - set(OPTIONAL_KEYS)
-    if unknown:
-        raise ValueError(f"unknown row keys: {sorted(unknown)}")
-    if values.get("status") not in STATUSES:
-        raise ValueError(f"unknown status: {values.get('status')!r}")
-    row: dict[str, Any] = {"record": ROW}
-    for key in ROW_KEYS:
-        row[key] = values.get(key)
-    for key in OPTIONAL_KEYS:
-        if key in values:
-            row[key] = values[key]
-    return row
-
-
-def unit_key(scenario: str, device: str, settings: Mapping[str, Any]) -> str:
-    """What identifies a unit (scenario, device, settings): for --resume and op traces."""
-    if all(type(value) is str for value in settings.values()):  # as results hold them
-        return _unit_key(scenario, device, tuple(settings.items()))
-    return json.dumps([scenario, device, dict(settings)], sort_keys=True)
-
-
-@functools.lru_cache(maxsize=65536)
-def _unit_key(scenario: str, device: str, settings: tuple[tuple[str, Any], ...]) -> str:
-    """unit_key, remembered: every output of a unit asks for the same key (a merge of
-    results files asks tens of thousands of times)."""
-    return json.dumps([scenario, device, dict(settings)], sort_keys=True)
-
-
-def make_header(environment: dict[str, Any], env_id: str, **extra: Any) -> dict[str, Any]:
-    return {"record": HEADER, "schema": SCHEMA, "env_id": env_id, "environment": environment,
-            **extra}
-
-
-def dumps(record: dict[str, Any]) -> str:
-    """One JSON line, keys sorted so identical rows are identical text."""
-    return json.dumps(record, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-class Compaction:
-    """Schema 2's two savings, row by row, for the rows of one file in order.
-
-    - A digest's sample is written on its first row only: the sample is a function of
-      the value (dtype, shape and bytes, as is the digest), so the rows left without one
-      lose nothing; the reader gives them the first row's.
-    - `requested` is written only where it differs from `settings`: readers take
-      `settings` for a row without it (`audit.run.run_command.row_unit_key`).
-    A million-row report reads files a third of the size, and parses each row faster.
-    """
-
-    def __init__(self) -> None:
-        self.seen: set[str] = set()
-
-    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
-        drop_sample = False
-        value_digest = row.get("digest")
-        if value_digest and row.get("sample") is not None:
-            drop_sample = value_digest in self.seen
-            self.seen.add(value_digest)
-        drop_requested = "requested" in row and row["requested"] == row.get("settings")
-        if not (drop_sample or drop_requested):
-            return row
-        compact = {key: value for key, value in row.items()
-                   if not (drop_requested and key == "requested")}
-        if drop_sample:
-            compact["sample"] = None
-        return compact
-
-
-def write_atomic(path: Path, header: dict[str, Any], rows: Iterable[dict[str, Any]]) -> Path:
-    """Write header + rows to `path` atomically: a reader never sees half a file."""
-    with atomic_text(path) as stream:
-        stream.write(dumps(header) + "\n")
-        compact = Compaction()
-        for row in rows:
-            stream.write(dumps(compact(row)) + "\n")
-    return path
 
 
 @dataclass
@@ -159,29 +84,19 @@ def _header_problem(record: dict[str, Any]) -> str | None:
 
 
 _STATUS_SET = frozenset(STATUSES)
-_NONE = type(None)
-_TEXT, _OBJECT, _FLAG = (frozenset((str, _NONE)), frozenset((dict, _NONE)),
-                         frozenset((bool, _NONE)))
-# What the report groups by or reads must have its type (a list cannot be grouped by).
-_ROW_TYPES = (("output", _TEXT), ("digest", _TEXT), ("device", _TEXT), ("env_id", _TEXT),
-              ("torch_version", _TEXT), ("dtype", _TEXT), ("error", _TEXT),
-              ("settings", _OBJECT), ("sample", _OBJECT), ("repeatable", _FLAG),
-              ("stored", _TEXT))  # the one optional key (OPTIONAL_KEYS) last
-ROW_COLUMN_KEYS = ("scenario", "status") + tuple(key for key, _ in _ROW_TYPES)
-_COLUMN_TYPES = (frozenset((str,)), frozenset((str,))) + tuple(kinds for _, kinds in _ROW_TYPES)
 
 
 def _typed_row_decoder() -> Any:
     """A msgspec decoder of rows into structs of ROW_COLUMN_KEYS (then `record`), checking
-    in C the very types `_ROW_TYPES` names; None without msgspec.
+    in C the very types `ROW_TYPES` names; None without msgspec.
 
-    A report reads rows this way: 3x faster than parsing dicts and checking them after.
+    A report reads rows this way: faster than parsing dicts and checking them after.
     """
     if msgspec is None:
         return None
-    annotation = {_TEXT: Optional[str], _OBJECT: Optional[dict], _FLAG: Optional[bool]}
+    annotation = {TEXT: Optional[str], OBJECT: Optional[dict], FLAG: Optional[bool]}
     fields = [(key, Optional[str], None) for key in ("scenario", "status")]
-    fields += [(key, annotation[kinds], None) for key, kinds in _ROW_TYPES]
+    fields += [(key, annotation[kinds], None) for key, kinds in ROW_TYPES]
     fields.append(("record", Optional[str], None))
     return msgspec.json.Decoder(msgspec.defstruct("TypedRow", fields, gc=False))
 
@@ -201,7 +116,7 @@ def _row_problem(record: dict[str, Any]) -> str | None:
         return f"unknown status {status!r}"
     if not isinstance(scenario, str) or not scenario:
         return f"no scenario name ({scenario!r})"
-    for key, kinds in _ROW_TYPES:
+    for key, kinds in ROW_TYPES:
         if type(record.get(key)) not in kinds:
             return f"a row whose {key!r} is a {type(record.get(key)).__name__}"
     return None
@@ -232,7 +147,7 @@ class _RowChecker:
         typed = self._signatures.get(signature)
         if typed is None:
             typed = self._signatures[signature] = all(
-                kind in kinds for kind, kinds in zip(signature, _COLUMN_TYPES))
+                kind in kinds for kind, kinds in zip(signature, COLUMN_TYPES))
         if not (typed and _named_and_known(values)):
             problem = _row_problem(record)
             if problem:
@@ -286,8 +201,8 @@ def gc_paused() -> Iterator[None]:
     """The cyclic garbage collector off while a file is parsed.
 
     Parsed JSON holds no reference cycles, but every retained row is a container the
-    collector would walk again and again as rows pile up: parsing a 500,000-row file
-    took 3x as long with it on (4.3 s against 1.4 s, measured).
+    collector would walk again and again as rows pile up, so a large file parses several
+    times slower with it on.
     """
     enabled = gc.isenabled()
     gc.disable()
@@ -468,14 +383,3 @@ def read_all(paths: Iterable[str],
         _warn(item)
     return files
 
-
-
-def write_unavailable(path: Path, torch_version: str, reason: str) -> Path:
-    """A results file saying a whole torch version could not be audited here, and why."""
-    from audit.environment.collect import env_id, host
-
-    environment = {**host(), "torch": torch_version}
-    identity = "unavailable-" + env_id(environment)
-    row = make_row(scenario="*", output=None, status="unavailable", device="cpu",
-                   torch_version=torch_version, settings={}, env_id=identity, error=reason)
-    return write_atomic(path, make_header(environment, identity), [row])

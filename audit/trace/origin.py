@@ -159,16 +159,7 @@ class Origins:
 
 def short_distance(value: Distance | None) -> str:
     """'1 ULP', 'max abs 3', or '' when the samples say nothing more."""
-    if value is None or not value.comparable or value.compared == 0:
-        return ""
-    if value.differing == 0:
-        return "not in the sampled elements"
-    if value.max_ulp is not None:
-        ulp = value.max_ulp
-        return f"{ulp if ulp < 10**6 else format(ulp, '.2g')} ULP"
-    if value.max_abs is not None:
-        return f"max abs {value.max_abs:g}"
-    return f"{value.differing} of {value.compared} elements"
+    return value.brief() if value is not None else ""
 
 
 def describe_origin(origin: Origin | NoOrigin, detail: bool = False) -> str:

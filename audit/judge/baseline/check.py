@@ -1,0 +1,184 @@
+"""Checking results against baselines: what matched, what regressed, what has none.
+
+A value with a baseline either matches its digest or is a regression; so is a cell that
+now fails or no longer repeats where the baseline had a value. Values without a baseline
+(new outputs, new environments) are listed, never failed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from audit.capture.distance import Distance
+from audit.judge.baseline.files import (
+    Baseline,
+    Key,
+    baseline_files,
+    environment_summary,
+    load_baseline,
+)
+from audit.judge.baseline.messages import describe_environment, regression_line
+from audit.judge.rows import comparable, env_of, measure, settings_key
+from audit.store.results import ResultsFile, read_all
+
+
+@dataclass(frozen=True)
+class Regression:
+    """A baselined value that this run did not reproduce.
+
+    `reason` is set when there is no new value to measure (the cell now fails, or no
+    longer repeats run to run); otherwise `distance` says how far (None: no sample kept).
+    """
+
+    key: Key
+    baseline_digest: str
+    new_digest: str | None
+    distance: Distance | None
+    reason: str | None = None
+    kind: str = "DIFFERS"  # DIFFERS, FAILS or NONDETERMINISTIC: the first word printed
+    shapes: tuple[Any, Any] = (None, None)  # baseline shape, new shape
+
+    def describe(self) -> str:
+        """`DIFFERS <label> env <env-id>: <how far>`: the line printed for it."""
+        return regression_line(self)
+
+
+@dataclass
+class CheckResult:
+    """Everything `check` found; `exit_code` is what the CLI returns (0 or 1)."""
+
+    matched: int = 0
+    regressions: list[Regression] = field(default_factory=list)
+    missing_baseline: list[Key] = field(default_factory=list)  # comparable, never baselined
+    new_environments: dict[str, str] = field(default_factory=dict)  # env-id -> description
+    without_value: int = 0  # rows with nothing to compare (failed, not repeatable), no baseline
+    not_in_results: list[Key] = field(default_factory=list)  # baselined, not run this time
+    other_environments: list[str] = field(default_factory=list)  # baseline files not checked
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.regressions else 0
+
+
+def _rows(files: Iterable[ResultsFile]) -> Iterator[tuple[ResultsFile, dict[str, Any]]]:
+    for item in files:
+        for row in item.rows:
+            yield item, row
+
+
+def _failure(row: dict[str, Any]) -> str:
+    message = str(row.get("error") or "").strip().splitlines()
+    return f"now {row.get('status')}" + (f": {message[0]}" if message else "")
+
+
+def check(results_paths: list[str], against: Path) -> CheckResult:
+    """Check every value of the results against the baselines of its environment.
+
+    A value with a baseline either matches its digest or is a regression; so is a cell
+    that now fails or no longer repeats where the baseline had a value. Values without a
+    baseline (new outputs, new environments) are listed, never failed.
+    """
+    checker = Checker(Path(against))
+    return checker.check(read_all(results_paths))
+
+
+class Checker:
+    """`check` against one baseline folder, for results already read or built in memory.
+
+    Each baseline file is read once, however many checks use it: the pytest plugin checks
+    every test's values as the test ends.
+    """
+
+    def __init__(self, against: Path) -> None:
+        self.available = baseline_files(Path(against))
+        self._loaded: dict[str, tuple[Baseline | None, dict[Any, list[Key]]]] = {}
+
+    def baseline(self, env_id: str) -> Baseline | None:
+        """The baseline of `env_id` (None: the folder has none), read on first use."""
+        return self._load(env_id)[0]
+
+    def _load(self, env_id: str) -> tuple[Baseline | None, dict[Any, list[Key]]]:
+        if env_id not in self._loaded:
+            path = self.available.get(env_id)
+            baseline = load_baseline(path) if path is not None else None
+            self._loaded[env_id] = (baseline, baseline.by_unit() if baseline else {})
+        return self._loaded[env_id]
+
+    def check(self, files: list[ResultsFile], whole: bool = True) -> CheckResult:
+        """See `check`. With `whole` False, baselined values the files do not reach are not
+        listed (`not_in_results`, `other_environments`): a check of one test's values."""
+        return _check(self, files, whole)
+
+
+def _check(checker: Checker, files: list[ResultsFile], whole: bool) -> CheckResult:
+    available = checker.available
+    result = CheckResult()
+    baselines: dict[str, Baseline | None] = {}
+    units: dict[str, dict[tuple[str, str, str, str], list[Key]]] = {}
+    seen: set[tuple[Any, ...]] = set()
+    reached: set[Key] = set()  # baselined keys this run said something about
+    covered: set[tuple[str, str, str, str]] = set()  # units a scenario-level row covers
+    for item, row in _rows(files):
+        env_id = env_of(row, item)
+        if env_id not in baselines:
+            baseline, units[env_id] = checker._load(env_id)
+            baselines[env_id] = baseline
+            if baseline is None:
+                result.new_environments[env_id] = describe_environment(
+                    environment_summary(item.header))
+        baseline = baselines[env_id]
+        entries = baseline.entries if baseline else {}
+        if not isinstance(row.get("output"), str):  # a scenario-level row: it failed whole
+            device = str(row.get("device"))
+            unit = (env_id, device, settings_key(row.get("settings"), device),
+                    str(row.get("scenario")))
+            if unit in covered:
+                continue
+            covered.add(unit)
+            affected = units[env_id].get(unit, [])
+            if not affected:
+                result.without_value += 1
+            for key in affected:
+                reached.add(key)
+                result.regressions.append(Regression(
+                    key, entries[key].digest, None, None, _failure(row), "FAILS"))
+            continue
+        key = Key.of(row, env_id)
+        signature = (key, row.get("status"), row.get("digest"), row.get("repeatable"))
+        if signature in seen:  # the same row in two files (a copy, a merged folder)
+            continue
+        seen.add(signature)
+        expected = entries.get(key)
+        if expected is not None:
+            reached.add(key)
+        if comparable(row):
+            if expected is None:
+                result.missing_baseline.append(key)
+            elif expected.digest == row["digest"]:
+                result.matched += 1
+            else:
+                result.regressions.append(Regression(
+                    key, expected.digest, row["digest"],
+                    measure(expected.sample, row.get("sample")),
+                    shapes=(expected.shape, row.get("shape"))))
+        elif expected is None:
+            result.without_value += 1
+        elif row.get("status") != "ok":
+            result.regressions.append(Regression(
+                key, expected.digest, row.get("digest"), None, _failure(row), "FAILS"))
+        else:
+            result.regressions.append(Regression(
+                key, expected.digest, row.get("digest"), None,
+                "no longer repeatable run to run", "NONDETERMINISTIC"))
+    for baseline in baselines.values() if whole else ():
+        if baseline is not None:
+            result.not_in_results.extend(
+                key for key in sorted(baseline.entries)
+                if key not in reached and key.unit not in covered)
+    if whole:
+        result.other_environments = sorted(set(available) - set(baselines))
+    result.regressions.sort(key=lambda item: (item.key, item.kind))
+    result.missing_baseline.sort()
+    return result
