@@ -326,7 +326,7 @@ class FakeHooks:
     def ready(self, event: Ready) -> None:
         pass
 
-    def started(self, job: Job) -> None:
+    def started(self, job: Job, done: int, total: int) -> None:
         pass
 
     def finished(self, job: Job, event: Finished, effective: dict[str, str]) -> None:

@@ -254,10 +254,9 @@ class Runner:
     def ready(self, event: Ready) -> None:
         self.missing.update(event.missing)
 
-    def started(self, job: Job) -> None:
+    def started(self, job: Job, done: int, total: int) -> None:
         what = "trace " if job.trace_key is not None else ""
-        self.progress(self.pool.done, self.pool.total,
-                      f"{what}{job.unit.scenario.name} [{job.unit.device}]")
+        self.progress(done, total, f"{what}{job.unit.scenario.name} [{job.unit.device}]")
 
     def finished(self, job: Job, event: Finished, effective: dict[str, str]) -> None:
         if job.trace_key is not None:

@@ -23,6 +23,8 @@ from audit.run.pool.events import (
     Started,
     decode,
 )
+from audit.run.pool.forkserver import ForkServers
+from audit.run.pool.parking import Parking
 from audit.run.pool.session import Shared, WorkerSession
 from audit.run.pool.task import Job, Task
 from audit.run.worker import Worker
@@ -137,7 +139,7 @@ class Hooks:
     def ready(self, event: Ready) -> None:
         pass
 
-    def started(self, job: Job) -> None:
+    def started(self, job: Job, done: int, total: int) -> None:
         pass
 
     def finished(self, job: Job, event: Finished, effective: dict[str, str]) -> None:
@@ -162,7 +164,8 @@ class Unit:
 def session_of(child: Child, units: int) -> tuple[WorkerSession, Hooks, Task]:
     hooks = Hooks()
     task = Task({}, deque(Job(Unit(n)) for n in range(units)), 1, hooks, running=1)
-    shared = Shared(threading.Condition(), CoreBudget(1), Estimates())
+    shared = Shared(threading.Condition(), CoreBudget(1), Estimates(), Parking(),
+                    ForkServers())  # no server starts: the worker is given
     return WorkerSession(shared, task, child), hooks, task  # type: ignore[arg-type]
 
 

@@ -150,3 +150,16 @@ def test_no_worker_is_started_ahead_when_parking_is_full() -> None:
     for _ in range(MAX_PARKED):
         books.parking.add("someone else", object())  # type: ignore[arg-type]
     assert books.scheduler.next_ahead([running, waiting]) is None
+
+
+def test_before_a_run_is_planned_the_workers_that_fit_start_widest_first() -> None:
+    books = Books(4, backfill=True)
+    # cores of each task's worker, in the order the run lists them
+    # All four would need 5 cores: the first three start, and the server of the first
+    # one-core task's (the background worker's, should a wide worker leave room).
+    assert books.scheduler.ahead([1, 2, 1, 1]) == ([1, 0, 2], 0)
+    assert books.scheduler.ahead([1, 4, 2, 1]) == ([1], 0)  # 4 alone; a background server
+    assert books.scheduler.ahead([2, 2]) == ([0, 1], None)  # all fit: nothing beside
+    assert books.scheduler.ahead([4, 2]) == ([0], None)  # nothing one-core to run beside
+    books.scheduler.backfill = False
+    assert books.scheduler.ahead([1, 4, 2, 1]) == ([1], None)

@@ -29,12 +29,12 @@ from typing import Any
 
 from audit.run.pool import priority
 from audit.run.pool.budget import CoreBudget, available_cores, cores_of
-from audit.run.pool.child import Child, close_all
+from audit.run.pool.child import close_all
 from audit.run.pool.estimates import Estimates
 from audit.run.pool.forkserver import ForkServers
 from audit.run.pool.parking import Parking, task_worker_key, worker_key
-from audit.run.pool.scheduler import Scheduler, WidestFirst, widest_first
-from audit.run.pool.session import Shared, WorkerSession, start_child
+from audit.run.pool.scheduler import Scheduler, WidestFirst
+from audit.run.pool.session import Shared, serve
 from audit.run.pool.task import Task
 
 # One worker to start ahead: its process combination, environment and job line.
@@ -53,16 +53,14 @@ class Pool:
                  backfill: bool | None = None) -> None:
         self.jobs = max(1, jobs or available_cores())
         self.budget = CoreBudget(self.jobs)
-        self.shared = Shared(threading.Condition(), self.budget, Estimates())
+        self.shared = Shared(threading.Condition(), self.budget, Estimates(), Parking(park),
+                             ForkServers())
         self.lock = self.shared.lock
-        self.parking = Parking(park)
         # A background worker beside wide ones (audit.run.pool.priority); not with --jobs 1.
         backfill = (priority.supported() if backfill is None else backfill) and self.jobs > 1
         self.scheduler: Scheduler = WidestFirst(self.budget, self.shared.estimates,
-                                                self.parking, backfill)
-        self.active: set[Child] = set()  # workers at work now
+                                                self.shared.parking, backfill)
         self.threads: list[threading.Thread] = []
-        self.servers = ForkServers()  # workers forked from a process that imported torch
 
     @property
     def backfill(self) -> bool:
@@ -74,16 +72,6 @@ class Pool:
         self.scheduler.backfill = value
 
     @property
-    def done(self) -> int:
-        """Jobs of the run in progress that ended."""
-        return self.shared.done
-
-    @property
-    def total(self) -> int:
-        """Jobs of the run in progress."""
-        return self.shared.total
-
-    @property
     def background_units(self) -> int:
         """Units background workers finished (every run so far), for the summary."""
         return self.shared.background_units
@@ -92,18 +80,16 @@ class Pool:
     def background_units(self, value: int) -> None:
         self.shared.background_units = value
 
-    # --- the controller loop --------------------------------------------------------------
-
     def run(self, tasks: list[Task]) -> None:
         """Every job of every task, side by side where the cores allow; returns when done."""
         tasks = self.scheduler.order(tasks)
-        self.servers.expect(task.hooks.child_environ(task.combo) for task in tasks
-                            if task.pending)
-        self.shared.done = 0
-        self.shared.total = sum(len(task.pending) for task in tasks)
+        shared = self.shared
+        shared.servers.expect(task.hooks.child_environ(task.combo) for task in tasks
+                              if task.pending)
+        shared.done, shared.total = 0, sum(len(task.pending) for task in tasks)
         wanted = {task_worker_key(task) for task in tasks if task.pending}
         with self.lock:
-            close_all(self.parking.keep_only(wanted))  # parked workers no task will use
+            close_all(shared.parking.keep_only(wanted))  # parked workers no task will use
             while True:
                 self.start_what_fits(tasks)
                 if not any(task.pending or task.running or task.background for task in tasks):
@@ -126,97 +112,48 @@ class Pool:
                           ahead.hooks.child_header(ahead.combo))
 
     def start(self, task: Task, background: bool = False) -> None:
+        """A worker for `task`, counted now, driven by a thread of its own (session.serve)."""
         task.started += 1
         if background:
             task.background += 1
         else:
             task.running += 1
         self.budget.worker_started(task.cores, background)
-        thread = threading.Thread(target=self.serve, args=(task, background), daemon=True)
+        thread = threading.Thread(target=serve, args=(self.shared, task, background),
+                                  daemon=True)
         self.threads.append(thread)
         thread.start()
 
-    def release(self, task: Task, background: bool = False) -> None:
-        if background:
-            task.background -= 1
-        else:
-            task.running -= 1
-        self.budget.worker_ended(task.cores, background)
-        self.lock.notify_all()
-
     def start_ahead(self, workers: list[Ahead]) -> None:
-        """Start the workers of the first tasks a run will have (as many as their cores
-        fit, in the scheduler's order) before the caller has planned it: both then import
-        at once. `workers`: every process combination the run will have."""
-        self.servers.expect(environ for _, environ, _ in workers)
-        busy = 0
-        ordered = widest_first(workers, lambda worker: cores_of(worker[0], self.jobs))
-        for combo, environ, header in ordered:
-            busy += cores_of(combo, self.jobs)
-            if busy > self.jobs:
-                break
+        """Start the workers of the first tasks a run will have (those the scheduler
+        picks) before the caller has planned it: both then import at once. `workers`:
+        one for every process combination the run will have."""
+        self.shared.servers.expect(environ for _, environ, _ in workers)
+        chosen, server = self.scheduler.ahead([cores_of(combo, self.jobs)
+                                               for combo, _, _ in workers])
+        for index in chosen:
             with self.lock:
-                self.park_new(combo, environ, header)
-        narrow = [environ for combo, environ, _ in ordered if cores_of(combo, self.jobs) == 1]
-        if self.backfill and busy > self.jobs and narrow:  # the background worker's server
-            self.servers.start(narrow[0])
+                self.park_new(*workers[index])
+        if server is not None:  # the background worker's
+            self.shared.servers.start(workers[server][1])
 
     def park_new(self, combo: dict[str, str], environ: dict[str, str],
                  header: dict[str, Any]) -> None:
         """Start a worker now for a task of `combo` that is to come, parked till then."""
         key = worker_key(combo, header)
-        self.parking.add(key, start_child(key, environ, header, self.servers), warming=True)
-
-    # --- one worker's thread --------------------------------------------------------------
-
-    def serve(self, task: Task, background: bool = False) -> None:
-        """A worker's thread: a parked worker or a new one takes jobs from the task's queue
-        until it is empty or the worker fails (a fresh worker then takes the rest); then
-        it is parked or closed, and its cores are free."""
-        hooks = task.hooks
-        with self.lock:
-            key = task_worker_key(task, background)
-            child = self.parking.take(key)
-            if child is None:
-                environ, header = hooks.child_environ(task.combo), hooks.child_header(task.combo)
-                if background:
-                    environ = priority.background_environ(environ)
-        try:
-            if child is None:
-                child = start_child(key, environ, header, self.servers, background)
-            with self.lock:
-                self.active.add(child)
-            keep = WorkerSession(self.shared, task, child).work()
-        except Exception as error:  # noqa: BLE001 - a bug here must not loop forever
-            if child is not None:
-                child.kill()
-            with self.lock:  # the task's units are failed, not retried by a fresh worker
-                for job in list(task.pending):
-                    self.shared.done += 1
-                    hooks.failed(job, "crashed", f"runner failed: {type(error).__name__}: "
-                                 f"{error}", {})
-                task.pending.clear()
-                self.active.discard(child)
-                self.release(task, background)
-            return
-        with self.lock:
-            self.active.discard(child)
-            parked = keep and self.parking.accepts(child)
-            if parked:
-                self.parking.add(key, child)
-            self.release(task, background)
-        if keep and not parked:
-            child.close()
+        self.shared.parking.add(key, self.shared.start_child(key, environ, header),
+                                warming=True)
 
     def close(self) -> None:
         """Close every parked worker; kill those still at work (an interrupted run)."""
+        shared = self.shared
         with self.lock:
-            parked = self.parking.clear()
-            active, self.active = list(self.active), set()
+            parked = shared.parking.clear()
+            active, shared.active = list(shared.active), set()
         for child in active:
             child.kill()
         close_all(parked)
-        self.servers.close()
+        shared.servers.close()
 
     def __enter__(self) -> Pool:
         return self

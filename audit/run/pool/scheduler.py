@@ -44,6 +44,12 @@ class Scheduler(Protocol):
         """A task waiting for cores whose worker may start now and wait parked, or None."""
         ...
 
+    def ahead(self, cores: list[int]) -> tuple[list[int], int | None]:
+        """Before a run is planned, given the cores of its tasks' workers (one each): the
+        indexes of those to start now, and of the one whose fork server to start for a
+        background worker (None: none)."""
+        ...
+
 
 def widest_first(items: Iterable[Item], cores: Callable[[Item], int]) -> list[Item]:
     """Wide tasks first, each alone with a background worker beside it; the one-core tasks
@@ -108,3 +114,17 @@ class WidestFirst:
                     and not self.parking.has_idle(task_worker_key(task))):
                 return task if self.parking.room() else None
         return None
+
+    def ahead(self, cores: list[int]) -> tuple[list[int], int | None]:
+        """The first workers that fit, widest first (the order `order` gives their tasks);
+        a background worker's server where they do not all fit."""
+        ordered = widest_first(range(len(cores)), lambda index: cores[index])
+        busy, chosen = 0, []
+        for index in ordered:
+            busy += cores[index]
+            if busy > self.budget.jobs:
+                break
+            chosen.append(index)
+        narrow = [index for index in ordered if cores[index] == 1]
+        wanted = self.backfill and busy > self.budget.jobs and narrow
+        return chosen, narrow[0] if wanted else None

@@ -13,14 +13,16 @@ import contextlib
 import queue
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from audit.run.pool import priority
 from audit.run.pool.budget import CoreBudget
 from audit.run.pool.child import Child
 from audit.run.pool.estimates import Estimates
 from audit.run.pool.events import Fatal, Finished, ProtocolError, Ready, Started
 from audit.run.pool.forkserver import ForkServers
+from audit.run.pool.parking import Parking, task_worker_key
 from audit.run.pool.task import Job, Task
 
 STARTUP_GRACE = 120.0  # seconds a child may take to import torch and load scenarios
@@ -29,22 +31,89 @@ Failure = tuple[str, str]  # (status, message) of a unit that did not end
 
 @dataclass
 class Shared:
-    """What the worker sessions of one pool share; read and written under `lock`."""
+    """What the worker threads of one pool share; read and written under `lock`."""
 
     lock: threading.Condition
     budget: CoreBudget
     estimates: Estimates
+    parking: Parking
+    servers: ForkServers  # workers forked from a process that imported torch
+    active: set[Child] = field(default_factory=set)  # workers at work now
     done: int = 0  # jobs of the run in progress that ended, and how many it has
     total: int = 0
     background_units: int = 0  # units background workers finished, for the summary
 
+    def start_child(self, key: str, environ: dict[str, str], header: dict[str, Any],
+                    background: bool = False) -> Child:
+        """A new worker (forked where a server can): it imports while the caller goes on."""
+        child = Child(key, environ, header, self.servers)
+        child.background = background
+        return child
 
-def start_child(key: str, environ: dict[str, str], header: dict[str, Any],
-                servers: ForkServers | None, background: bool = False) -> Child:
-    """A new worker (forked by `servers` where one can): it imports while the caller goes on."""
-    child = Child(key, environ, header, servers)
-    child.background = background
-    return child
+    def finish(self, task: Task, child: Child, job: Job, event: Finished) -> None:
+        """A job of `task` ran to its end in `child` (under the lock)."""
+        child.ran += 1
+        task.finished += 1
+        self.done += 1
+        self.background_units += child.background
+        # Traced and background runs are slower: not a guide.
+        if job.trace_key is None and not child.background:
+            self.estimates.unit_ran(job.unit.scenario.name, event.seconds)
+        task.hooks.finished(job, event, child.effective or {})
+
+    def fail(self, task: Task, jobs: list[Job], status: str, message: str,
+             effective: dict[str, str]) -> None:
+        """These jobs of `task` ended without a result (under the lock)."""
+        for job in jobs:
+            self.done += 1
+            task.hooks.failed(job, status, message, effective)
+
+    def release(self, task: Task, background: bool = False) -> None:
+        """A worker of `task` is done: its cores are free (under the lock)."""
+        if background:
+            task.background -= 1
+        else:
+            task.running -= 1
+        self.budget.worker_ended(task.cores, background)
+        self.lock.notify_all()
+
+
+def serve(shared: Shared, task: Task, background: bool = False) -> None:
+    """A worker's thread: a parked worker or a new one takes jobs from the task's queue
+    until it is empty or the worker fails (a fresh worker then takes the rest); then it
+    is parked or closed, and its cores are free."""
+    hooks = task.hooks
+    with shared.lock:
+        key = task_worker_key(task, background)
+        child = shared.parking.take(key)
+        if child is None:
+            environ, header = hooks.child_environ(task.combo), hooks.child_header(task.combo)
+            if background:
+                environ = priority.background_environ(environ)
+    try:
+        if child is None:
+            child = shared.start_child(key, environ, header, background)
+        with shared.lock:
+            shared.active.add(child)
+        keep = WorkerSession(shared, task, child).work()
+    except Exception as error:  # noqa: BLE001 - a bug here must not loop forever
+        if child is not None:
+            child.kill()
+        with shared.lock:  # the task's units are failed, not retried by a fresh worker
+            shared.fail(task, list(task.pending), "crashed",
+                        f"runner failed: {type(error).__name__}: {error}", {})
+            task.pending.clear()
+            shared.active.discard(child)
+            shared.release(task, background)
+        return
+    with shared.lock:
+        shared.active.discard(child)
+        parked = keep and shared.parking.accepts(child)
+        if parked:
+            shared.parking.add(key, child)
+        shared.release(task, background)
+    if keep and not parked:
+        child.close()
 
 
 class Deadline:
@@ -167,9 +236,10 @@ class WorkerSession:
                 started = True
                 deadline.restart(timeout)
                 with self.lock:
-                    hooks.started(job)
+                    hooks.started(job, self.shared.done, self.shared.total)
             elif isinstance(event, Finished):
-                self.finished(job, event)
+                with self.lock:
+                    self.shared.finish(self.task, child, job, event)
                 return True, None
             else:
                 child.kill()
@@ -177,18 +247,6 @@ class WorkerSession:
                     return started, ("crashed", f"worker failed: {event.error}")
                 return started, ("crashed", f"worker broke the protocol: {event.name!r} "
                                             "event during a unit")
-
-    def finished(self, job: Job, event: Finished) -> None:
-        child, task, shared = self.child, self.task, self.shared
-        with self.lock:
-            child.ran += 1
-            task.finished += 1
-            shared.done += 1
-            shared.background_units += child.background
-            # Traced and background runs are slower: not a guide.
-            if job.trace_key is None and not child.background:
-                shared.estimates.unit_ran(job.unit.scenario.name, event.seconds)
-            task.hooks.finished(job, event, child.effective or {})
 
     def fail(self, job: Job | None, started: bool, status: str, message: str) -> None:
         """The job that was running failed. A worker that died before it ran anything
@@ -204,6 +262,4 @@ class WorkerSession:
                     and not child.background):
                 victims += list(task.pending)
                 task.pending.clear()
-            for victim in victims:
-                self.shared.done += 1
-                task.hooks.failed(victim, status, message, child.effective or {})
+            self.shared.fail(task, victims, status, message, child.effective or {})

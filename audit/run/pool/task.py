@@ -44,8 +44,8 @@ class Hooks(Protocol):
         """A worker of one of its tasks is ready."""
         ...
 
-    def started(self, job: Job) -> None:
-        """A unit started."""
+    def started(self, job: Job, done: int, total: int) -> None:
+        """A unit started; `done` of the `total` jobs of the pool's run ended."""
         ...
 
     def finished(self, job: Job, event: Finished, effective: dict[str, str]) -> None:
