@@ -17,8 +17,8 @@ from typing import Any
 import pytest
 
 from audit.run.pool import forkserver, priority
+from audit.run.pool.child import Child
 from audit.run.pool.forkserver import ForkServers, server_environ, server_key
-from audit.run.pool.pool import Child
 from audit.run.runner import worker_environ, worker_header
 
 pytestmark = pytest.mark.skipif(not forkserver.supported(),
@@ -36,12 +36,12 @@ def unit_message(number: int, scenario: str, deterministic: str) -> dict[str, An
             "settings": {**COMBO, "deterministic": deterministic}}
 
 
-def next_event(child: Child, kind: str) -> dict[str, Any]:
+def next_event(child: Child, kind: str) -> Any:
     deadline = time.monotonic() + 120
     while True:
         event = child.event(deadline)
         assert event is not None, child.exit_message()
-        if event["event"] == kind:
+        if event.name == kind:
             return event
 
 
@@ -56,7 +56,7 @@ def run_units(servers: ForkServers | None, background: bool = False
     for number, (scenario, deterministic) in enumerate(UNITS):
         assert child.send(unit_message(number, scenario, deterministic))
         finish = next_event(child, "finish")
-        for row in finish["rows"]:
+        for row in finish.rows:
             assert row["status"] == "ok" and row["repeatable"], row
             digests[f"{scenario}/{deterministic}/{row['output']}"] = row["digest"]
     return child, ready, digests
@@ -73,10 +73,10 @@ def test_a_forked_worker_gives_the_digests_of_a_fresh_one(servers) -> None:
     forked, forked_ready, forked_digests = run_units(servers)
     fresh, fresh_ready, fresh_digests = run_units(None)
     assert forked.forked and not fresh.forked
-    assert forked_ready["effective"] == fresh_ready["effective"]
+    assert forked_ready.effective == fresh_ready.effective
     # The settings read at first use took effect after the fork.
-    assert forked_ready["effective"]["cpu_capability"] == "default"
-    assert forked_ready["effective"]["threads"] == "1"
+    assert forked_ready.effective["cpu_capability"] == "default"
+    assert forked_ready.effective["threads"] == "1"
     assert forked_digests == fresh_digests and len(forked_digests) >= 3
     for child in (forked, fresh):
         child.close()
@@ -88,12 +88,12 @@ def test_a_background_worker_runs_at_idle_priority_and_gives_the_same_digests(se
                                                                             ) -> None:
     normal, normal_ready, normal_digests = run_units(servers)
     background, ready, digests = run_units(servers, background=True)
-    assert background.forked and normal_ready["priority"] == "normal"
-    assert ready["priority"] == "idle"
+    assert background.forked and normal_ready.priority == "normal"
+    assert ready.priority == "idle"
     assert os.sched_getscheduler(background.process.pid) == os.SCHED_IDLE
     assert os.sched_getscheduler(normal.process.pid) == os.SCHED_OTHER
     assert digests == normal_digests and len(digests) >= 3
-    assert ready["effective"] == normal_ready["effective"]
+    assert ready.effective == normal_ready.effective
     for child in (normal, background):
         child.close()
 
@@ -115,7 +115,7 @@ def test_workers_start_fresh_where_the_server_is_gone() -> None:
         server.process.kill()
         server.process.wait(timeout=60)
         child, ready, digests = run_units(servers)
-        assert not child.forked and ready["effective"]["cpu_capability"] == "default"
+        assert not child.forked and ready.effective["cpu_capability"] == "default"
         assert servers.forked == 0 and digests
         child.close()
     finally:

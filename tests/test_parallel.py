@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
 import threading
@@ -23,8 +24,12 @@ from typing import Any
 import pytest
 
 from audit.run.pool import forkserver, priority
-from audit.run.pool import pool as pool_module
-from audit.run.pool.pool import Hooks, Job, Pool, Task, cores_of
+from audit.run.pool import session as session_module
+from audit.run.pool.budget import cores_of
+from audit.run.pool.events import Finished, Ready, Started
+from audit.run.pool.pool import Pool
+from audit.run.pool.session import WorkerSession
+from audit.run.pool.task import Job, Task
 from audit.store.results import make_row, unit_key
 from audit.trace.files import read_traces
 from audit.trace.needs import Source, differing, every_cell, wanted
@@ -242,7 +247,7 @@ class FakeChild:
     def __init__(self, task_key: str, environ: dict[str, str], header: dict[str, Any],
                  servers: Any = None) -> None:
         self.task_key, self.cores = task_key, int(environ["CORES"])
-        self.events: deque[dict[str, Any] | None] = deque([{"event": "ready", "effective": {}}])
+        self.events: deque[Any] = deque([Ready(effective={}, missing={}, priority="normal")])
         self.effective: dict[str, str] | None = None
         self.ran = 0
         self.spawned = time.monotonic()
@@ -272,12 +277,12 @@ class FakeChild:
             else:
                 FakeChild.busy -= self.cores
                 FakeChild.wide -= self.cores > 1
-        self.events.append({"event": "start", "unit": message["id"]})
-        self.events.append({"event": "finish", "unit": message["id"], "rows": [],
-                            "seconds": 0.005, "others": others})
+        self.events.append(Started(unit=message["id"]))
+        self.events.append(Finished(unit=message["id"], rows=[{"others": others}],
+                                    effective={}, seconds=0.005))
         return True
 
-    def event(self, deadline: float) -> dict[str, Any] | None:
+    def event(self, deadline: float) -> Any:
         return self.events.popleft() if self.events else None
 
     def close(self, wait: bool = True) -> None:
@@ -304,25 +309,48 @@ class FakeUnit:
         return {"id": self.id}
 
 
+class FakeHooks:
+    """The runner's side of the pool (audit.run.pool.task.Hooks), noting what ends."""
+
+    def __init__(self, combo: dict[str, str], finished: list, failed: list,
+                 crash: str | None) -> None:
+        self.combo, self.finished_list, self.failed_list = combo, finished, failed
+        self.crash = crash
+
+    def child_environ(self, combo: dict[str, str]) -> dict[str, str]:
+        return {"CORES": combo["threads"], "CRASH": "1" if combo["name"] == self.crash else "0"}
+
+    def child_header(self, combo: dict[str, str]) -> dict[str, Any]:
+        return {"process_settings": combo}
+
+    def ready(self, event: Ready) -> None:
+        pass
+
+    def started(self, job: Job, done: int, total: int) -> None:
+        pass
+
+    def finished(self, job: Job, event: Finished, effective: dict[str, str]) -> None:
+        self.finished_list.append((self.combo, event))
+
+    def failed(self, job: Job, status: str, message: str, effective: dict[str, str]) -> None:
+        self.failed_list.append((self.combo["name"], status, message))
+
+    def timeout_of(self, job: Job) -> float:
+        return 300.0
+
+
 def fake_tasks(cores: list[int], units: int, finished: list, failed: list,
                crash: str | None = None) -> list[Task]:
-    def hooks(combo: dict[str, str]) -> Hooks:
-        return Hooks(environ=lambda c: {"CORES": c["threads"],
-                                        "CRASH": "1" if c["name"] == crash else "0"},
-                     header=lambda c: {"process_settings": c}, started=lambda job: None,
-                     finished=lambda job, event, effective: finished.append((combo, event)),
-                     failed=lambda job, status, message, effective: failed.append(
-                         (combo["name"], status, message)))
     tasks = []
     for index, count in enumerate(cores):
         combo = {"name": f"t{index}", "threads": str(count)}
         tasks.append(Task(combo, deque(Job(FakeUnit(n)) for n in range(units)),
-                          cores_of(combo, 2), hooks(combo)))
+                          cores_of(combo, 2), FakeHooks(combo, finished, failed, crash)))
     return tasks
 
 
 def test_one_thread_combinations_run_side_by_side_all_core_ones_alone(monkeypatch) -> None:
-    monkeypatch.setattr(pool_module, "Child", FakeChild)
+    monkeypatch.setattr(session_module, "Child", FakeChild)
     FakeChild.busy = FakeChild.peak = 0
     finished: list = []
     failed: list = []
@@ -330,8 +358,8 @@ def test_one_thread_combinations_run_side_by_side_all_core_ones_alone(monkeypatc
     Pool(jobs=2, backfill=False).run(tasks)  # background workers: the test below
     assert len(finished) == 100 and not failed
     assert FakeChild.peak == 2  # never more cores busy than --jobs
-    one_core = [event["others"] for combo, event in finished if combo["threads"] == "1"]
-    two_core = [event["others"] for combo, event in finished if combo["threads"] == "2"]
+    one_core = [event.rows[0]["others"] for combo, event in finished if combo["threads"] == "1"]
+    two_core = [event.rows[0]["others"] for combo, event in finished if combo["threads"] == "2"]
     assert max(one_core) == 1  # one-thread workers did run side by side
     assert max(two_core) == 0  # a worker using all cores ran alone
 
@@ -340,7 +368,7 @@ def test_a_background_worker_takes_one_core_units_only_beside_a_wide_worker(monk
                                                                            ) -> None:
     """Wide tasks run first, alone; beside each, one background worker (idle priority,
     audit.run.pool.priority) takes one-core units, and stops when no wide worker runs."""
-    monkeypatch.setattr(pool_module, "Child", FakeChild)
+    monkeypatch.setattr(session_module, "Child", FakeChild)
     FakeChild.busy = FakeChild.peak = FakeChild.wide = FakeChild.background_peak = 0
     FakeChild.log, FakeChild.background_log = [], []
     finished: list = []
@@ -372,14 +400,14 @@ def test_a_background_unit_does_not_time_out_while_a_wide_worker_runs(monkeypatc
 
     class Silent(FakeChild):
         def send(self, message: dict[str, Any]) -> bool:
-            self.events.append({"event": "start", "unit": message["id"]})
+            self.events.append(Started(unit=message["id"]))
             return True
 
-        def event(self, deadline: float) -> dict[str, Any] | None:
+        def event(self, deadline: float) -> Any:
             if self.events:
                 return self.events.popleft()
             time.sleep(max(0.0, deadline - time.monotonic()))
-            raise pool_module.queue.Empty
+            raise queue.Empty
 
     pool = Pool(jobs=2, backfill=True)
     finished: list = []
@@ -387,32 +415,34 @@ def test_a_background_unit_does_not_time_out_while_a_wide_worker_runs(monkeypatc
     (task,) = fake_tasks([1], 1, finished, failed)
     task.hooks.timeout_of = lambda job: 0.2
     child = Silent("t0", {"CORES": "1"}, {})
-    child.background, child.effective = True, {}
+    child.background = True
+    session = WorkerSession(pool.shared, task, child)
+    assert session.wait_ready() is None and child.effective == {}
     with pool.lock:
-        pool.wide, pool.shadow = 1, (0.0, time.monotonic())  # a wide worker runs
+        pool.budget.worker_started(2)  # a wide worker runs
 
     def wide_worker_ends() -> None:
         time.sleep(0.6)
         with pool.lock:
-            pool.wide, pool.shadow = 0, (pool.shadowed(), None)
+            pool.budget.worker_ended(2)
 
     threading.Thread(target=wide_worker_ends, daemon=True).start()
     started = time.monotonic()
     job = task.pending.popleft()
     assert child.send(job.message())
-    assert pool.run_job(task, child, job) == (True, ("timeout", "no result within 0.2 s"))
+    assert session.run_job(job) == (True, ("timeout", "no result within 0.2 s"))
     assert time.monotonic() - started >= 0.6 + 0.2 - 0.05
     child.background = False  # a normal unit: its timeout counts from its start
     started = time.monotonic()
     with pool.lock:
-        pool.wide, pool.shadow = 1, (pool.shadowed(), time.monotonic())
+        pool.budget.worker_started(2)
     assert child.send(job.message())
-    assert pool.run_job(task, child, job)[1] == ("timeout", "no result within 0.2 s")
+    assert session.run_job(job)[1] == ("timeout", "no result within 0.2 s")
     assert time.monotonic() - started < 0.6
 
 
 def test_jobs_1_runs_everything_one_at_a_time(monkeypatch) -> None:
-    monkeypatch.setattr(pool_module, "Child", FakeChild)
+    monkeypatch.setattr(session_module, "Child", FakeChild)
     FakeChild.busy = FakeChild.peak = 0
     finished: list = []
     Pool(jobs=1).run(fake_tasks([1, 1, 1], 5, finished, []))
@@ -420,7 +450,7 @@ def test_jobs_1_runs_everything_one_at_a_time(monkeypatch) -> None:
 
 
 def test_a_worker_that_dies_before_running_anything_fails_its_tasks_units(monkeypatch) -> None:
-    monkeypatch.setattr(pool_module, "Child", FakeChild)
+    monkeypatch.setattr(session_module, "Child", FakeChild)
     finished: list = []
     failed: list = []
     Pool(jobs=2).run(fake_tasks([1, 1], 4, finished, failed, crash="t1"))

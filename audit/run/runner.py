@@ -17,7 +17,11 @@ from typing import Any, Callable
 
 from audit.config.settings import PROCESS, combinations, process_environ
 from audit.run.plan import Plan, Planner, Unit, process_combinations
-from audit.run.pool.pool import Hooks, Job, Pool, Task, cores_of, package_environ
+from audit.run.pool.budget import cores_of
+from audit.run.pool.child import package_environ
+from audit.run.pool.events import Finished, Ready
+from audit.run.pool.pool import Pool
+from audit.run.pool.task import Job, Task
 from audit.run.rows import RowMaker
 
 
@@ -45,18 +49,8 @@ def start_workers(pool: Pool, products: list[dict[str, list[str]]], scenario_fil
     before this process has imported torch and planned: both import at once."""
     combos = [combo for settings in products
               for combo in (list(combinations(settings, PROCESS)) or [{}])]
-    pool.servers.expect(worker_environ(combo) for combo in combos)
-    busy = 0
-    ordered = sorted(combos, key=lambda item: -cores_of(item, pool.jobs))  # as Pool.run
-    for combo in ordered:
-        busy += cores_of(combo, pool.jobs)
-        if busy > pool.jobs:
-            break
-        pool.spawn_ahead(combo, worker_environ(combo),
-                         worker_header(combo, scenario_files, keep_tensors))
-    narrow = [combo for combo in ordered if cores_of(combo, pool.jobs) == 1]
-    if pool.backfill and busy > pool.jobs and narrow:  # the background worker's server
-        pool.servers.start(worker_environ(narrow[0]))
+    pool.start_ahead([(combo, worker_environ(combo),
+                       worker_header(combo, scenario_files, keep_tensors)) for combo in combos])
 
 
 class Runner:
@@ -112,7 +106,7 @@ class Runner:
         return tasks
 
     def task(self, combo: dict[str, str], jobs: list[Job]) -> Task:
-        return Task(combo, deque(jobs), cores_of(combo, self.pool.jobs), self.hooks())
+        return Task(combo, deque(jobs), cores_of(combo, self.pool.jobs), self)
 
     def trace(self, wanted: dict[str, str], device_reasons: dict[str, str | None]) -> int:
         """A traced run of each unit in `wanted` ({unit key as requested: trace key}); see
@@ -139,12 +133,7 @@ class Runner:
         if self.own_pool:
             self.pool.close()
 
-    # --- what the pool calls back (under its lock) ---------------------------------------
-
-    def hooks(self) -> Hooks:
-        return Hooks(environ=self.child_environ, header=self.child_header,
-                     started=self.started, finished=self.finished, failed=self.failed,
-                     ready=self.ready, timeout_of=lambda job: self.timeout_of(job.unit))
+    # --- what the pool calls back (under its lock): audit.run.pool.task.Hooks ------------
 
     def child_environ(self, combo: dict[str, str]) -> dict[str, str]:
         return worker_environ(combo)
@@ -152,23 +141,22 @@ class Runner:
     def child_header(self, combo: dict[str, str]) -> dict[str, Any]:
         return worker_header(combo, self.plan.scenario_files, self.plan.keep_tensors)
 
-    def ready(self, event: dict[str, Any]) -> None:
-        self.rows.missing.update(event.get("missing") or {})
+    def ready(self, event: Ready) -> None:
+        self.rows.missing.update(event.missing)
 
-    def started(self, job: Job) -> None:
+    def started(self, job: Job, done: int, total: int) -> None:
         what = "trace " if job.trace_key is not None else ""
-        self.progress(self.pool.done, self.pool.total,
-                      f"{what}{job.unit.scenario.name} [{job.unit.device}]")
+        self.progress(done, total, f"{what}{job.unit.scenario.name} [{job.unit.device}]")
 
-    def finished(self, job: Job, event: dict[str, Any], effective: dict[str, str]) -> None:
+    def finished(self, job: Job, event: Finished, effective: dict[str, str]) -> None:
         if job.trace_key is not None:
-            if isinstance(event.get("trace"), dict):
-                self.on_trace(job.trace_key, event["trace"])
+            if event.trace is not None:
+                self.on_trace(job.trace_key, event.trace)
                 self.traced += 1
             return
         unit = job.unit
-        unit_effective = {**effective, **(event.get("effective") or {})}
-        finished = self.rows.finished(unit, event["rows"], unit_effective, event["seconds"])
+        unit_effective = {**effective, **event.effective}
+        finished = self.rows.finished(unit, event.rows, unit_effective, event.seconds)
         self.collected.extend(finished)
         self.on_rows(finished)
 
@@ -179,5 +167,5 @@ class Runner:
         self.collected.extend(failed)
         self.on_rows(failed)
 
-    def timeout_of(self, unit: Unit) -> float:
-        return unit.scenario.timeout or self.plan.timeout
+    def timeout_of(self, job: Job) -> float:
+        return job.unit.scenario.timeout or self.plan.timeout
