@@ -29,7 +29,7 @@ from audit.store.results import read_all
 
 pytest_plugins = ["pytester"]
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 VALUES = '''
 import os

@@ -27,7 +27,7 @@ from audit.trace.record import (
     write_traces,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 # A float32 sum of 2**22 elements is split differently with 1 and 2 threads; every op after
 # it only inherits the difference. Variant "clone" adds an op, as a torch upgrade might.

@@ -20,7 +20,7 @@ from audit.judge.compare import PLATFORM, SETTING_PREFIX, compare, frame
 from audit.store.kept import keep
 from audit.store.results import read_all
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Written by the release matrix on another machine, before rows recorded every setting.
 OLD_FILE = ROOT / "reports/releases/results/torch-2.13.0_cpu-4ccc1049d8526322.jsonl.gz"
 HAS_MKL = torch.backends.mkl.is_available() and mkl_report() is not None

@@ -97,7 +97,7 @@ def write_results(folder: Path) -> list[Path]:
     return paths
 
 
-EXPECTED = Path(__file__).parent / "data" / "pin" / "what_to_pin.md"
+EXPECTED = Path(__file__).parents[1] / "data" / "pin" / "what_to_pin.md"
 
 
 @pytest.fixture(scope="module")

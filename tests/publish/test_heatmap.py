@@ -12,7 +12,7 @@ from audit.publish import heatmap
 from audit.publish.report import write_report
 from audit.store.results import read_all
 
-FIXTURES = Path(__file__).parent / "data" / "report"
+FIXTURES = Path(__file__).parents[1] / "data" / "report"
 
 
 def test_shares_per_scenario_and_axis_value() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 from audit.publish.report import write_report
 from audit.store.results import read_file, write_unavailable
 
-FIXTURES = Path(__file__).parent / "data" / "report"
+FIXTURES = Path(__file__).parents[1] / "data" / "report"
 
 
 def test_an_uninstallable_version_is_unavailable_with_its_reason(tmp_path: Path) -> None:

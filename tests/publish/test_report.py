@@ -13,7 +13,7 @@ from audit.cli import main
 from audit.publish.report import escape, render
 from audit.store.results import dumps, make_row, read_all
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).parents[1] / "data"
 FIXTURES = DATA / "report"
 EXPECTED = DATA / "report_expected.md"
 

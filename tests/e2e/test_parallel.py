@@ -29,7 +29,7 @@ from audit.store.results import make_row, unit_key
 from audit.trace.needs import Source, differing, every_cell, wanted
 from audit.trace.record import read_traces
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 # Differs along threads and cpu_capability (ops.layer_norm), along cpu_capability only
 # (init.conv), along nothing (seed.manual_seed_246_rand); together about 0.1 s a unit.
 SELECTION = ("ops.layer_norm", "init.conv", "seed.manual_seed_246_rand")

@@ -412,7 +412,7 @@ def test_compressed_results_are_read_and_a_truncated_one_keeps_its_first_rows(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import gzip
 
-    plain = sorted((Path(__file__).parent / "data" / "report").glob("*.jsonl"))[0]
+    plain = sorted((Path(__file__).parents[1] / "data" / "report").glob("*.jsonl"))[0]
     expected = read_file(plain, warn=False)
     packed = tmp_path / f"{plain.name}.gz"
     packed.write_bytes(gzip.compress(plain.read_bytes(), mtime=0))
