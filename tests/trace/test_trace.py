@@ -26,8 +26,7 @@ from audit.trace.record import (
     traced,
     write_traces,
 )
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT
 
 # A float32 sum of 2**22 elements is split differently with 1 and 2 threads; every op after
 # it only inherits the difference. Variant "clone" adds an op, as a torch upgrade might.
