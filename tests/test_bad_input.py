@@ -1,40 +1,24 @@
 """Bad input ends as ONE line `repro-audit: error: ...` naming the file, key or value, exit 2.
 
 Errors found before any child process starts are driven in-process through
-`audit.cli.main`; a scenario with a bad output needs the worker, so it runs in a subprocess.
+`audit.cli.main`; a scenario with a bad output needs the worker, so it runs in a subprocess
+(tests/e2e/test_bad_outputs.py).
 """
 
 from __future__ import annotations
 
-import json
 import re
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 from audit.cli import main
-from audit.scenarios import registry
 from audit.store.results import HEADER, SCHEMA, dumps, make_header, make_row, write_atomic
+from tests.support import FIXTURES
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(autouse=True)
-def clean_registry() -> Iterator[None]:
-    """User scenario files loaded in-process must not leak into other tests."""
-    registry.load_builtin()  # imported once per process: snapshot them registered
-    before = dict(registry._REGISTRY)
-    modules = set(sys.modules)
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(before)
-    for name in set(sys.modules) - modules:
-        if name.startswith(registry.USER_MODULE_PREFIX):
-            del sys.modules[name]
+# User scenario files loaded in-process must not leak into other tests.
+pytestmark = pytest.mark.usefixtures("clean_registry")
 
 
 def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -183,77 +167,6 @@ def test_scenario_file_not_python(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert_one_line_error(code, err, str(path))
 
 
-# --- scenarios whose outputs are not tensors (the worker is needed: subprocess) ------------
-
-BAD_OUTPUTS = textwrap.dedent('''
-    import torch
-    from audit import scenario
-
-    @scenario("bad.good", "a well-behaved scenario")
-    def good(ctx):
-        torch.manual_seed(0)
-        return {"x": torch.rand(4)}
-
-    @scenario("bad.float", "returns a float inside a mapping")
-    def a_float(ctx):
-        return {"loss": 1.5}
-
-    @scenario("bad.none", "returns None")
-    def a_none(ctx):
-        return None
-
-    @scenario("bad.string", "returns a string")
-    def a_string(ctx):
-        return "abc"
-
-    @scenario("bad.nested", "a dict with a float inside")
-    def nested(ctx):
-        return {"fine": torch.zeros(2), "inner": {"lr": 0.1}}
-
-    @scenario("bad.also_good", "another well-behaved scenario")
-    def also_good(ctx):
-        torch.manual_seed(1)
-        return {"y": torch.rand(3)}
-''')
-
-# scenario -> what its error must name besides the scenario
-EXPECTED_ERRORS = {
-    "bad.float": ["'loss'", "float", "not a tensor"],
-    "bad.none": ["NoneType", "mapping"],
-    "bad.string": ["str", "mapping"],
-    "bad.nested": ["'inner.lr'", "float", "not a tensor"],
-}
-
-
-def test_non_tensor_outputs_become_error_rows(tmp_path: Path) -> None:
-    scenarios = tmp_path / "bad_outputs.py"
-    scenarios.write_text(BAD_OUTPUTS, encoding="utf-8")
-    out = tmp_path / "results"
-    completed = subprocess.run(
-        [sys.executable, "-m", "audit", "run", "--scenarios", str(scenarios), "--select", "bad.*",
-         "--devices", "cpu", "--out", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
-    assert completed.returncode == 0, completed.stderr
-    assert "Traceback" not in completed.stderr
-    (results,) = out.glob("*.jsonl")
-    rows = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()[1:]]
-    by_scenario: dict[str, list[dict]] = {}
-    for row in rows:
-        by_scenario.setdefault(row["scenario"], []).append(row)
-    assert set(by_scenario) == {"bad.good", "bad.also_good", *EXPECTED_ERRORS}
-    for name in ("bad.good", "bad.also_good"):
-        assert [row["status"] for row in by_scenario[name]] == ["ok"]
-        assert by_scenario[name][0]["repeatable"] is True
-    for name, words in EXPECTED_ERRORS.items():
-        (row,) = by_scenario[name]
-        assert row["status"] == "error", row
-        assert row["digest"] is None
-        message = row["error"]
-        assert "\n" not in message
-        for word in [repr(name), *words]:
-            assert word in message, f"{word!r} not in {message!r}"
-
-
 # --- report -----------------------------------------------------------------------------
 
 def test_report_empty_folder(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -346,6 +259,6 @@ def test_out_is_a_file(command: str, tmp_path: Path, capsys: pytest.CaptureFixtu
     taken = tmp_path / "taken"
     taken.write_text("", encoding="utf-8")
     argv = (["run", "--select", "rng.cauchy", "--devices", "cpu"] if command == "run"
-            else ["report", str(ROOT / "tests" / "data" / "report")])
+            else ["report", str(FIXTURES)])
     code, err = cli(capsys, *argv, "--out", str(taken))
     assert_one_line_error(code, err, str(taken))

@@ -9,10 +9,8 @@ import pytest
 
 from audit.cli import main
 from audit.publish import heatmap
-from audit.scenarios import registry
 from audit.store.results import read_all
-
-FIXTURES = Path(__file__).parent / "data" / "report"
+from tests.support import FIXTURES, pyproject
 
 UNDOCUMENTED = '''
 import torch
@@ -27,11 +25,10 @@ def undocumented(ctx):
 
 
 @pytest.fixture
-def scenario_file(tmp_path: Path):
+def scenario_file(tmp_path: Path, clean_registry: None) -> Path:
     path = tmp_path / "mine.py"
     path.write_text(UNDOCUMENTED, encoding="utf-8")
-    yield path
-    registry._REGISTRY.pop("first.undocumented", None)
+    return path
 
 
 def test_a_scenario_without_description_or_docstring_is_listed(scenario_file: Path,
@@ -64,11 +61,6 @@ def test_a_report_without_matplotlib_says_which_extra_in_one_line(tmp_path: Path
 
 
 def test_a_plain_install_brings_what_run_and_report_import() -> None:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python < 3.11
-        import tomli as tomllib
-    pyproject = Path(__file__).resolve().parent.parent / "pyproject.toml"
-    declared = tomllib.loads(pyproject.read_text("utf-8"))["project"]["dependencies"]
+    declared = pyproject()["project"]["dependencies"]
     names = {item.split(">")[0].split(";")[0].strip() for item in declared}
     assert {"numpy", "blake3", "pandas", "tabulate"} <= names

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from types import ModuleType
 
 import pytest
 import torch
@@ -16,10 +17,25 @@ from audit.scenarios.registry import Scenario, Unavailable, all_scenarios
 CPU = Context(device="cpu")
 
 
-def family_scenarios(*modules: str) -> dict[str, Scenario]:
-    """The scenarios registered by the given modules of audit.scenarios ('rng', 'ops')."""
-    names = {importlib.import_module(f"audit.scenarios.{module}").__name__ for module in modules}
-    return {name: item for name, item in all_scenarios().items() if item.source in names}
+class Families:
+    """Built-in families and the scenarios they register, run by name.
+
+    `Families("rng", numpy="numpy_random")`: the family `rng` is the module
+    audit.scenarios.rng, the family `numpy` the module audit.scenarios.numpy_random.
+    """
+
+    def __init__(self, *families: str, **modules: str) -> None:
+        named = {**{family: family for family in families}, **modules}
+        self.modules: dict[str, ModuleType] = {
+            family: importlib.import_module(f"audit.scenarios.{module}")
+            for family, module in named.items()}
+        sources = {module.__name__ for module in self.modules.values()}
+        self.scenarios: dict[str, Scenario] = {
+            name: item for name, item in all_scenarios().items() if item.source in sources}
+
+    def run(self, name: str) -> dict[str, torch.Tensor]:
+        """One run of scenario `name` on CPU, as the runner does it (RNG states scrambled)."""
+        return run(self.scenarios[name])
 
 
 def skip_unless_runnable(scenario: Scenario, context: Context = CPU) -> None:
@@ -47,5 +63,4 @@ def digests(outputs: dict[str, torch.Tensor]) -> dict[str, str]:
     return {name: digest(tensor) for name, tensor in outputs.items()}
 
 
-__all__ = ["CPU", "digests", "family_scenarios", "run", "scramble_rng_states",
-           "skip_unless_runnable"]
+__all__ = ["CPU", "Families", "digests", "run", "scramble_rng_states", "skip_unless_runnable"]

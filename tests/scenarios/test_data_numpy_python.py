@@ -7,7 +7,6 @@ the runner does, so a scenario that forgets to seed one of them fails here.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import random
 from typing import Any
 
@@ -16,28 +15,11 @@ import pytest
 import torch
 
 from audit.capture.hashing import digest
-from audit.scenarios.context import Context
-from audit.scenarios.registry import all_scenarios
-from tests.scenarios.support import digests, scramble_rng_states
-from tests.scenarios.support import run as run_scenario
+from tests.scenarios.support import Families, digests
+from tests.scenarios.support import scramble_rng_states as scramble
 
-MODULE_NAMES = {"data": "data", "numpy": "numpy_random", "python": "python_random"}
-MODULES = {
-    family: importlib.import_module(f"audit.scenarios.{module}")
-    for family, module in MODULE_NAMES.items()
-}
-SCENARIOS = {
-    name: item
-    for name, item in all_scenarios().items()
-    if item.source in {module.__name__ for module in MODULES.values()}
-}
-CPU = Context(device="cpu")
-scramble = scramble_rng_states
-
-
-def run(name: str) -> dict[str, torch.Tensor]:
-    """One run of scenario `name` on CPU, as the runner does it (RNG states scrambled)."""
-    return run_scenario(SCENARIOS[name])
+BUILT_IN = Families("data", numpy="numpy_random", python="python_random")
+MODULES, SCENARIOS, run = BUILT_IN.modules, BUILT_IN.scenarios, BUILT_IN.run
 
 # sha256 of the little-endian bytes of RandomState(20240607)'s first draws, as numpy's own
 # test_randomstate.py pins its legacy streams (frozen by NEP 19: these never change).
@@ -48,12 +30,6 @@ RANDOM_STATE_SHA256 = {
 }
 # random.Random(20240607).random() x 16: Python guarantees random() and seed() stay stable.
 PYTHON_RANDOM_SHA256 = "7835729f32f23c80743b7120a7821ab80e93d31e2d9eeabf9ebe13f74cbf9632"
-
-
-
-
-
-
 
 
 def sha256_le(tensor: torch.Tensor) -> str:

@@ -8,7 +8,6 @@ RNG) fails here, on real tensors, before it could pass as `nondeterministic` in 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -19,29 +18,13 @@ from torch import nn
 
 from audit.capture.hashing import digest
 from audit.scenarios.context import Context
-from audit.scenarios.registry import Unavailable, all_scenarios
-from tests.scenarios.support import digests, scramble_rng_states, skip_unless_runnable
-from tests.scenarios.support import run as run_scenario
+from audit.scenarios.registry import Unavailable
+from tests.scenarios.support import CPU, Families, digests, skip_unless_runnable
+from tests.scenarios.support import scramble_rng_states as scramble
 
 FAMILIES = ("init", "ops", "train")
-MODULES = {family: importlib.import_module(f"audit.scenarios.{family}") for family in FAMILIES}
-SCENARIOS = {
-    name: item for name, item in all_scenarios().items()
-    if item.source in {module.__name__ for module in MODULES.values()}
-}
-CPU = Context(device="cpu")
-scramble = scramble_rng_states
-
-
-def run(name: str) -> dict[str, torch.Tensor]:
-    """One run of scenario `name` on CPU, as the runner does it (RNG states scrambled)."""
-    return run_scenario(SCENARIOS[name])
-
-
-
-
-
-
+BUILT_IN = Families(*FAMILIES)
+MODULES, SCENARIOS, run = BUILT_IN.modules, BUILT_IN.scenarios, BUILT_IN.run
 
 
 def test_each_family_registers_its_scenarios() -> None:

@@ -6,41 +6,22 @@ scenario that forgets to seed fails here on real tensors.
 
 from __future__ import annotations
 
-import importlib
 from pathlib import Path
 
 import pytest
 import torch
 
 from audit.capture.hashing import digest
-from audit.scenarios.context import Context
-from audit.scenarios.registry import Unavailable, all_scenarios
-from tests.scenarios.support import digests, scramble_rng_states
-from tests.scenarios.support import run as run_scenario
+from audit.scenarios.registry import Unavailable
+from tests.scenarios.support import CPU, Families, digests
+from tests.scenarios.support import scramble_rng_states as scramble
 
 FAMILIES = ("seed", "rng", "state")
-MODULES = {family: importlib.import_module(f"audit.scenarios.{family}") for family in FAMILIES}
-SCENARIOS = {
-    name: item
-    for name, item in all_scenarios().items()
-    if item.source in {module.__name__ for module in MODULES.values()}
-}
+BUILT_IN = Families(*FAMILIES)
+MODULES, SCENARIOS, run = BUILT_IN.modules, BUILT_IN.scenarios, BUILT_IN.run
 CPU_SCENARIOS = sorted(
     name for name, item in SCENARIOS.items() if item.devices is None or "cpu" in item.devices
 )
-CPU = Context(device="cpu")
-scramble = scramble_rng_states
-
-
-def run(name: str) -> dict[str, torch.Tensor]:
-    """One run of scenario `name` on CPU, as the runner does it (RNG states scrambled)."""
-    return run_scenario(SCENARIOS[name])
-
-
-
-
-
-
 
 
 # rng scenarios run on every device, but for sizes whose code path changes on accelerators

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
+
+import pytest
 
 from audit.publish.report import write_report
 from audit.store.results import read_file, write_unavailable
 
-FIXTURES = Path(__file__).parent / "data" / "report"
 
-
+@pytest.mark.usefixtures("fixture_copies")  # the versions that did install, beside it
 def test_an_uninstallable_version_is_unavailable_with_its_reason(tmp_path: Path) -> None:
-    for path in FIXTURES.glob("*.jsonl"):
-        shutil.copy(path, tmp_path / path.name)
     reason = "torch==9.9.9 could not be installed or imported here (source: registry)"
     written = write_unavailable(tmp_path / "torch-9.9.9-unavailable.jsonl", "9.9.9", reason)
     item = read_file(written)

@@ -2,44 +2,23 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from audit.capture.hashing import digest
-from audit.capture.sample import take_sample
 from audit.judge.diff import diff, format_diff
-from audit.store.results import make_header, make_row, write_atomic
+from audit.store.results import make_row
+from tests.judge import support
+from tests.judge.support import results, shifted
 
 SETTINGS = {"threads": "1"}
-
-
-def value_row(scenario: str, output: str, tensor: torch.Tensor, env_id: str,
-              repeatable: bool = True) -> dict[str, Any]:
-    return make_row(scenario=scenario, output=output, status="ok", digest=digest(tensor),
-                    repeatable=repeatable, device="cpu", torch_version="2.13.0+cpu",
-                    settings=dict(SETTINGS), env_id=env_id, dtype=str(tensor.dtype)[6:],
-                    shape=list(tensor.shape), kind="dense",
-                    sample=take_sample(tensor).to_json())
-
-
-def results(folder: Path, env_id: str, rows: list[dict[str, Any]],
-            torch_version: str = "2.13.0+cpu") -> str:
-    path = folder / f"{env_id}.jsonl"
-    environment = {"torch": torch_version, "python": "3.11.7", "os": "Linux 6.1"}
-    write_atomic(path, make_header(environment, env_id), rows)
-    return str(path)
+value_row = functools.partial(support.value_row, settings=SETTINGS)
 
 
 def base() -> torch.Tensor:
     return torch.linspace(0.5, 4.0, 16, dtype=torch.float32)
-
-
-def bumped(tensor: torch.Tensor, position: int, ulps: int) -> torch.Tensor:
-    copy = tensor.clone()
-    copy.view(torch.int32)[position] += ulps  # positive values: `ulps` floats up
-    return copy
 
 
 def rows(env_id: str, changed: torch.Tensor | None = None) -> list[dict[str, Any]]:
@@ -52,7 +31,7 @@ def rows(env_id: str, changed: torch.Tensor | None = None) -> list[dict[str, Any
 
 def test_one_differing_output_is_reported_with_its_distance(tmp_path: Path) -> None:
     a_rows = rows("aaaa") + [value_row("only.a", "z", torch.zeros(2), "aaaa")]
-    b_rows = rows("bbbb", changed=bumped(base(), 5, 2)) + [
+    b_rows = rows("bbbb", changed=shifted(base(), [5], 2)) + [
         value_row("only.b", "z", torch.zeros(2), "bbbb"),
         value_row("only.b", "w", torch.zeros(2), "bbbb")]
     a = results(tmp_path / "a", "aaaa", a_rows)
@@ -83,7 +62,7 @@ def test_cells_not_ok_and_repeatable_on_both_sides_are_not_compared(tmp_path: Pa
     weight, total = torch.ones(2, 3), torch.tensor([6.0])
     a_rows = rows("aaaa") + [value_row("ops.sum", "s", total, "aaaa", repeatable=False)]
     b_rows = [value_row("init.linear", "weight", weight, "bbbb"),
-              value_row("ops.sum", "s", bumped(total, 0, 1), "bbbb"),
+              value_row("ops.sum", "s", shifted(total, [0], 1), "bbbb"),
               make_row(scenario="rng.rand", output=None, status="error", device="cpu",
                        torch_version="2.13.0+cpu", settings=dict(SETTINGS), env_id="bbbb",
                        error="boom")]
@@ -99,7 +78,7 @@ def test_several_environments_pair_by_torch_version(tmp_path: Path) -> None:
     a = [results(tmp_path / "a", "a213", rows("a213")),
          results(tmp_path / "a", "a214", rows("a214"), torch_version="2.14.1"),
          results(tmp_path / "a", "a212", rows("a212"), torch_version="2.12.0")]
-    b = [results(tmp_path / "b", "b213", rows("b213", changed=bumped(base(), 3, 1))),
+    b = [results(tmp_path / "b", "b213", rows("b213", changed=shifted(base(), [3], 1))),
          results(tmp_path / "b", "b214", rows("b214"), torch_version="2.14.1")]
     result = diff([str(tmp_path / "a")], b)
     assert result.pairs == [("a213", "b213"), ("a214", "b214")]

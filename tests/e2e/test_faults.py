@@ -6,14 +6,14 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.e2e.support import audit_cli, audit_command, read_results
+from tests.support import ROOT
 
 FAULTY = textwrap.dedent('''
     import ctypes, os, sys, time
@@ -57,26 +57,16 @@ FAULTY = textwrap.dedent('''
 ''')
 
 
-def audit(tmp_path: Path, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "audit", "run", *arguments], cwd=ROOT,
-                          capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def read_rows(out: Path) -> list[dict]:
-    (results,) = out.glob("*.jsonl")
-    return [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()[1:]]
-
-
 @pytest.fixture(scope="module")
 def faulty_run(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
     tmp_path = tmp_path_factory.mktemp("faults")
     scenarios = tmp_path / "faulty.py"
     scenarios.write_text(FAULTY, encoding="utf-8")
     out = tmp_path / "results"
-    completed = audit(tmp_path, "--scenarios", str(scenarios), "--select", "fault.*",
-                      "--devices", "cpu", "--timeout", "2", "--out", str(out))
+    completed = audit_cli("run", "--scenarios", str(scenarios), "--select", "fault.*",
+                          "--devices", "cpu", "--timeout", "2", "--out", str(out))
     assert completed.returncode == 0, completed.stderr
-    return read_rows(out)
+    return read_results(out)[1]
 
 
 def status_of(rows: list[dict], scenario: str) -> dict:
@@ -133,9 +123,9 @@ def test_a_killed_run_leaves_no_results_file_and_resume_completes_it(tmp_path: P
     scenarios = tmp_path / "slow.py"
     scenarios.write_text(SLOW, encoding="utf-8")
     out = tmp_path / "results"
-    command = [sys.executable, "-m", "audit", "run", "--scenarios", str(scenarios),
-               "--select", "slow.*", "--devices", "cpu", "--out", str(out)]
-    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True,
+    arguments = ["run", "--scenarios", str(scenarios), "--select", "slow.*", "--devices", "cpu",
+                 "--out", str(out)]
+    process = subprocess.Popen(audit_command(*arguments), cwd=ROOT, start_new_session=True,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     journal_rows = 0
@@ -152,10 +142,9 @@ def test_a_killed_run_leaves_no_results_file_and_resume_completes_it(tmp_path: P
     kept = [json.loads(line) for line in journal.read_text("utf-8").splitlines()
             if line.endswith("}")]
 
-    completed = subprocess.run(command + ["--resume"], cwd=ROOT, capture_output=True,
-                               text=True, timeout=300, check=False)
+    completed = audit_cli(*arguments, "--resume")
     assert completed.returncode == 0, completed.stderr
-    rows = read_rows(out)
+    _, rows = read_results(out)
     assert sorted(row["scenario"] for row in rows) == [f"slow.s{i}" for i in range(8)]
     assert all(row["status"] == "ok" for row in rows)
     for row in kept:  # rows from before the kill are kept as they were, not run again

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -12,22 +11,14 @@ import pytest
 from audit.cli import main
 from audit.publish.report import escape, render
 from audit.store.results import dumps, make_row, read_all
+from tests.support import DATA, FIXTURES
 
-DATA = Path(__file__).parent / "data"
-FIXTURES = DATA / "report"
 EXPECTED = DATA / "report_expected.md"
 
 
 def without_heatmap(text: str) -> str:
     """The report less its heatmap link (drawn only where matplotlib is installed)."""
     return re.sub(r"!\[Share of each scenario[^\n]*\n\n", "", text)
-
-
-def copy_fixtures(folder: Path) -> Path:
-    """The fixture results files copied into `folder`; returns the first, to alter."""
-    for path in FIXTURES.glob("*.jsonl"):
-        shutil.copy(path, folder / path.name)
-    return sorted(folder.glob("*.jsonl"))[0]
 
 
 def test_report_matches_snapshot(tmp_path: Path) -> None:
@@ -61,9 +52,9 @@ def test_hostile_names_are_escaped() -> None:
     assert escape("a|b`<i>&") == "a\\|b\\`&lt;i&gt;&amp;"
 
 
-def test_report_skips_a_corrupt_line_and_keeps_the_rest(tmp_path: Path,
-                                                        capsys: pytest.CaptureFixture) -> None:
-    victim = copy_fixtures(tmp_path)
+def test_report_skips_a_corrupt_line_and_keeps_the_rest(
+        tmp_path: Path, fixture_copies: list[Path], capsys: pytest.CaptureFixture) -> None:
+    victim = fixture_copies[0]
     lines = victim.read_text(encoding="utf-8").splitlines(keepends=True)
     lines.insert(2, '{"record": "repro-audit/row", "scenario": \n')
     victim.write_text("".join(lines), encoding="utf-8")
@@ -94,9 +85,10 @@ def test_a_long_axis_table_gets_a_page_of_its_own(tmp_path: Path, monkeypatch) -
     assert not (tmp_path / "across-stale.md").exists()
 
 
-def test_a_problem_without_a_reason_is_listed(tmp_path: Path) -> None:
+def test_a_problem_without_a_reason_is_listed(tmp_path: Path, fixture_copies: list[Path]
+                                               ) -> None:
     """A row may carry no error text (a foreign writer, an old one): listed, reason blank."""
-    victim = copy_fixtures(tmp_path)
+    victim = fixture_copies[0]
     header = json.loads(victim.read_text(encoding="utf-8").splitlines()[0])
     row = make_row(scenario="user.silent", output=None, status="crashed", device="cpu",
                    torch_version=header["environment"]["torch"], settings={},

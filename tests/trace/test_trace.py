@@ -21,8 +21,7 @@ from audit.trace.files import read_traces, write_traces
 from audit.trace.model import UNINITIALISED, Event, Trace
 from audit.trace.origin import NoOrigin, Origin, describe_origin, find_origin
 from audit.trace.record import recorder_for, traced
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT
 
 # A float32 sum of 2**22 elements is split differently with 1 and 2 threads; every op after
 # it only inherits the difference. Variant "clone" adds an op, as a torch upgrade might.

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import datetime
 import math
-import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +15,7 @@ from audit.config import matrix
 from audit.config.matrix import KNOWN_DEVICES
 from audit.config.settings import SETTINGS
 from audit.errors import UserError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support import ROOT, scratch_file, tomllib
 
 GOOD = """
 [audit]
@@ -181,9 +173,7 @@ FRAGMENTS = [
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(parts=st.lists(st.sampled_from(FRAGMENTS) | st.text(max_size=4), max_size=40))
 def test_matrix_fuzz_tomlish_text(parts: list[str]) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "fuzz.toml"
-        path.write_bytes("".join(parts).encode("utf-8", "surrogatepass"))
+    with scratch_file("fuzz.toml", "".join(parts).encode("utf-8", "surrogatepass")) as path:
         check_load(path)
 
 
@@ -290,18 +280,14 @@ documents = table({
 def test_matrix_fuzz_structures(data: dict[str, Any]) -> None:
     text = toml_document(data)
     tomllib.loads(text)  # the writer itself must produce valid TOML
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "fuzz.toml"
-        path.write_text(text, encoding="utf-8")
+    with scratch_file("fuzz.toml", text.encode("utf-8")) as path:
         check_load(path)
 
 
 @settings(max_examples=100, deadline=None)
 @given(content=st.binary(max_size=200))
 def test_matrix_fuzz_bytes(content: bytes) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "fuzz.toml"
-        path.write_bytes(content)
+    with scratch_file("fuzz.toml", content) as path:
         check_load(path)
 
 

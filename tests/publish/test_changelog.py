@@ -8,8 +8,7 @@ from audit.cli import main
 from audit.judge.compare import compare
 from audit.publish.changelog import same_since, write_changelog
 from audit.store.results import read_all
-
-FIXTURES = Path(__file__).parent / "data" / "report"
+from tests.support import FIXTURES
 
 
 def test_changelog_names_the_release_that_changed_an_output(tmp_path: Path) -> None:

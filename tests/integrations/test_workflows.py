@@ -24,8 +24,8 @@ import pytest
 
 from audit.config import matrix as matrix_file
 from audit.integrations.github_matrix import job_matrix, main
+from tests.support import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
 AUDIT_WORKFLOW = WORKFLOWS / "audit.yml"
 TESTS_WORKFLOW = WORKFLOWS / "tests.yml"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from audit.cli import main
+from tests.support import FIXTURES
 
-FIXTURES = Path(__file__).parent / "data" / "report"
 OLD = str(FIXTURES / "torch-2.13.0_cpu-aaaa000000000001.jsonl")
 NEW = str(FIXTURES / "torch-2.14.1-bbbb000000000002.jsonl")
 

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.e2e.support import audit_cli
+from tests.support import ROOT
 
 GUARD = textwrap.dedent('''
     import os
@@ -60,6 +61,19 @@ GUARD = textwrap.dedent('''
 ''')
 
 
+# A lookup and two connects, each refused: what the guard must log.
+ATTEMPTS = textwrap.dedent('''
+    import socket
+    for call in (lambda: socket.getaddrinfo("example.com", 443),
+                 lambda: socket.create_connection(("192.0.2.1", 80), timeout=1),
+                 lambda: socket.socket().connect(("192.0.2.1", 80))):
+        try:
+            call()
+        except OSError:
+            pass
+''')
+
+
 @pytest.fixture()
 def guarded_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
     site = tmp_path / "site"
@@ -74,11 +88,6 @@ def guarded_env(tmp_path: Path) -> tuple[dict[str, str], Path]:
     return env, log
 
 
-def run_guarded(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, *argv], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=180, check=False)
-
-
 def attempts(log: Path) -> list[str]:
     return log.read_text(encoding="utf-8").splitlines() if log.exists() else []
 
@@ -86,16 +95,8 @@ def attempts(log: Path) -> list[str]:
 def test_the_guard_catches_lookups_and_connects(guarded_env: tuple[dict[str, str], Path]
                                                 ) -> None:
     env, log = guarded_env
-    completed = run_guarded(env, "-c", textwrap.dedent('''
-        import socket
-        for call in (lambda: socket.getaddrinfo("example.com", 443),
-                     lambda: socket.create_connection(("192.0.2.1", 80), timeout=1),
-                     lambda: socket.socket().connect(("192.0.2.1", 80))):
-            try:
-                call()
-            except OSError:
-                pass
-    '''))
+    completed = subprocess.run([sys.executable, "-c", ATTEMPTS], cwd=ROOT, env=env,
+                               capture_output=True, text=True, timeout=180, check=False)
     assert completed.returncode == 0, completed.stderr
     logged = attempts(log)
     assert len(logged) == 3, logged
@@ -107,13 +108,13 @@ def test_run_and_report_make_no_network_calls(guarded_env: tuple[dict[str, str],
                                               tmp_path: Path) -> None:
     env, log = guarded_env
     results = tmp_path / "results"
-    ran = run_guarded(env, "-m", "audit", "run", "--select", "rng.cauchy", "--select",
-                      "numpy.*", "--devices", "cpu,cuda", "--settings", "threads=1",
-                      "--out", str(results))
+    ran = audit_cli("run", "--select", "rng.cauchy", "--select", "numpy.*", "--devices",
+                    "cpu,cuda", "--settings", "threads=1", "--out", str(results), env=env,
+                    timeout=180)
     assert ran.returncode == 0, ran.stderr
     assert list(results.glob("*.jsonl"))
-    reported = run_guarded(env, "-m", "audit", "report", str(results),
-                           "--out", str(tmp_path / "reports"))
+    reported = audit_cli("report", str(results), "--out", str(tmp_path / "reports"), env=env,
+                         timeout=180)
     assert reported.returncode == 0, reported.stderr
     assert (tmp_path / "reports" / "README.md").is_file()
     assert attempts(log) == [], "network access attempted:\n" + "\n".join(attempts(log))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from audit.store.results import (
     read_file,
     write_atomic,
 )
+from tests.support import FIXTURES, scratch_file
 
 ENVIRONMENT = {"torch": "2.13.0+cpu", "python": "3.11.7", "cpu": {"model": "Example"}}
 
@@ -378,9 +378,7 @@ def test_reader_fuzz(inserts: list[tuple[int, bytes]], truncate: set[int], cut: 
         lines.insert(max(position, after_header) if is_valid_foreign_row(garbage) else position,
                      garbage)
     content = b"\n".join(lines) + b"\n" + tail  # tail: a torn last line
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "fuzz.jsonl"
-        path.write_bytes(content)
+    with scratch_file("fuzz.jsonl", content) as path:
         result = read_file(path, warn=False)
     assert result is not None, "the intact header must keep the file"
     assert result.header["env_id"] == "aaaa"
@@ -401,9 +399,7 @@ def test_reader_fuzz(inserts: list[tuple[int, bytes]], truncate: set[int], cut: 
 @settings(max_examples=100, deadline=None)
 @given(content=st.binary(max_size=300))
 def test_reader_fuzz_random_files(content: bytes) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "fuzz.jsonl"
-        path.write_bytes(content)
+    with scratch_file("fuzz.jsonl", content) as path:
         result = read_file(path, warn=False)
     assert result is None or isinstance(result.rows, list)
 
@@ -412,7 +408,7 @@ def test_compressed_results_are_read_and_a_truncated_one_keeps_its_first_rows(
         tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import gzip
 
-    plain = sorted((Path(__file__).parent / "data" / "report").glob("*.jsonl"))[0]
+    plain = sorted(FIXTURES.glob("*.jsonl"))[0]
     expected = read_file(plain, warn=False)
     packed = tmp_path / f"{plain.name}.gz"
     packed.write_bytes(gzip.compress(plain.read_bytes(), mtime=0))
@@ -459,8 +455,7 @@ def test_the_fast_row_check_agrees_with_the_row_rules(record: dict[str, Any]) ->
             key: record.get(key) for key in ROW_COLUMN_KEYS}
     if results._TYPED_ROWS is not None:  # the report's typed decoding agrees too
         header = dumps(make_header(ENVIRONMENT, "aaaa"))
-        with tempfile.TemporaryDirectory() as folder:
-            path = write_lines(Path(folder) / "r.jsonl", [header, json.dumps(record)])
+        with scratch_file("r.jsonl", f"{header}\n{json.dumps(record)}\n".encode()) as path:
             columns = results._read(path, keep_rows=False).columns
         assert columns is not None
         assert len(columns["scenario"]) == usable

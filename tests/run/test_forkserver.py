@@ -2,8 +2,8 @@
 
 Real workers on real units: a forked worker reads back the settings it was given, gives the
 digests a fresh `python -m audit.run.worker` gives, exits with the codes the pool reads, and a
-pool whose server is gone starts fresh processes instead. (tests/test_parallel.py checks
-every combination of the default matrix: its serial run starts fresh processes, its
+pool whose server is gone starts fresh processes instead. (tests/e2e/test_parallel.py
+checks every combination of the default matrix: its serial run starts fresh processes, its
 parallel run forks them.)
 """
 

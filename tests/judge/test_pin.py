@@ -12,8 +12,6 @@ import pandas as pd
 import pytest
 import torch
 
-from audit.capture.hashing import digest
-from audit.capture.sample import take_sample
 from audit.environment.collect import env_id
 from audit.judge.compare import (
     DEVICE,
@@ -27,7 +25,9 @@ from audit.judge.compare import (
 )
 from audit.judge.pin import COVERAGE, Coded, axis_pins, settable, what_to_pin
 from audit.publish.report import context_label, environments_section, pin_section, render
-from audit.store.results import ResultsFile, make_header, make_row, read_all, write_atomic
+from audit.store.results import ResultsFile, make_header, read_all, write_atomic
+from tests.judge.support import value_row
+from tests.support import DATA
 
 MACHINES = {"a": "Example CPU A @ 2.80GHz", "b": "Example CPU B @ 3.10GHz"}
 CHOICES = {"threads": ("1", "2"), "cpu_capability": ("default", "avx2"),
@@ -80,24 +80,19 @@ def write_results(folder: Path) -> list[Path]:
         rows = []
         for values in itertools.product(*CHOICES.values()):
             settings = {**dict(zip(CHOICES, values)), "matmul_precision": "highest"}
-            unit = {"device": "cpu", "torch_version": "2.13.0+cpu", "env_id": identity,
-                    "settings": settings, "status": "ok", "kind": "dense"}
             cell = outputs(machine, settings["threads"], settings["cpu_capability"],
                            settings["deterministic"])
             if settings["cpu_capability"] == "default":
                 cell[("rng.unseeded", "x")] = torch.rand(2)
             for (scenario, output), tensor in sorted(cell.items()):
-                rows.append(make_row(
-                    scenario=scenario, output=output, digest=digest(tensor),
-                    repeatable=scenario != "rng.unseeded",
-                    dtype=str(tensor.dtype).replace("torch.", ""), shape=list(tensor.shape),
-                    sample=take_sample(tensor).to_json(), **unit))
+                rows.append(value_row(scenario, output, tensor, identity,
+                                      repeatable=scenario != "rng.unseeded", settings=settings))
         paths.append(write_atomic(folder / f"torch-2.13.0_cpu-{identity}.jsonl",
                                   make_header(environment, identity), rows))
     return paths
 
 
-EXPECTED = Path(__file__).parent / "data" / "pin" / "what_to_pin.md"
+EXPECTED = DATA / "pin" / "what_to_pin.md"
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,7 @@ from audit.judge.compare import compare
 from audit.publish import heatmap
 from audit.publish.report import write_report
 from audit.store.results import read_all
-
-FIXTURES = Path(__file__).parent / "data" / "report"
+from tests.support import FIXTURES
 
 
 def test_shares_per_scenario_and_axis_value() -> None:

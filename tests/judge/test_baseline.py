@@ -6,6 +6,7 @@ distances the check prints come from the same code path a real run takes.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -14,18 +15,15 @@ import pytest
 import torch
 
 from audit.capture.hashing import digest
-from audit.capture.sample import take_sample
 from audit.errors import UserError
 from audit.judge.baseline import check, format_check, save
-from audit.store.results import make_header, make_row, write_atomic
+from audit.store.results import make_row
+from tests.judge import support
+from tests.judge.support import results, shifted
 
 SETTINGS = {"threads": "1", "cpu_capability": "avx2"}
 LABEL = "[cpu cpu_capability=avx2 threads=1]"
-
-
-def environment(torch_version: str = "2.13.0+cpu") -> dict[str, Any]:
-    return {"torch": torch_version, "numpy": "2.4.6", "python": "3.11.7", "os": "Linux 6.1",
-            "cpu": {"model": "Example CPU @ 2.80GHz", "cores": 2}, "machine": "x86_64"}
+value_row = functools.partial(support.value_row, settings=SETTINGS)
 
 
 def large() -> torch.Tensor:
@@ -33,37 +31,10 @@ def large() -> torch.Tensor:
     return torch.linspace(-3.0, 3.0, 1000, dtype=torch.float32)
 
 
-def shifted(tensor: torch.Tensor, positions: list[int], ulps: int) -> torch.Tensor:
-    """`tensor` with the values at `positions` moved `ulps` representable floats up."""
-    copy = tensor.clone()
-    bits = copy.view(torch.int32)
-    for position in positions:
-        value = float(copy[position])
-        bits[position] += ulps if value > 0 else -ulps  # away from zero: `ulps` steps
-    return copy
-
-
-def value_row(scenario: str, output: str, tensor: torch.Tensor, env_id: str,
-              repeatable: bool = True, **overrides: Any) -> dict[str, Any]:
-    values = dict(scenario=scenario, output=output, status="ok", digest=digest(tensor),
-                  repeatable=repeatable, device="cpu", torch_version="2.13.0+cpu",
-                  settings=dict(SETTINGS), env_id=env_id, dtype="float32",
-                  shape=list(tensor.shape), kind="dense", sample=take_sample(tensor).to_json())
-    values.update(overrides)
-    return make_row(**values)
-
-
 def failed_row(scenario: str, env_id: str, status: str, error: str) -> dict[str, Any]:
     return make_row(scenario=scenario, output=None, status=status, device="cpu",
                     torch_version="2.13.0+cpu", settings=dict(SETTINGS), env_id=env_id,
                     error=error)
-
-
-def results(folder: Path, env_id: str, rows: list[dict[str, Any]],
-            torch_version: str = "2.13.0+cpu") -> str:
-    path = folder / f"torch-{torch_version}-{env_id}.jsonl"
-    write_atomic(path, make_header(environment(torch_version), env_id), rows)
-    return str(path)
 
 
 def standard_rows(env_id: str, big: torch.Tensor | None = None) -> list[dict[str, Any]]:

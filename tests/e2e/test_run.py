@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.e2e.support import audit_cli, read_results
 
 USER_SCENARIOS = textwrap.dedent('''
     import torch
@@ -36,14 +33,9 @@ def run_audit(tmp_path: Path, *arguments: str) -> tuple[dict, list[dict]]:
     scenarios = tmp_path / "my_scenarios.py"
     scenarios.write_text(USER_SCENARIOS, encoding="utf-8")
     out = tmp_path / "results"
-    completed = subprocess.run(
-        [sys.executable, "-m", "audit", "run", "--scenarios", str(scenarios), "--out", str(out),
-         *arguments],
-        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    completed = audit_cli("run", "--scenarios", str(scenarios), "--out", str(out), *arguments)
     assert completed.returncode == 0, completed.stderr
-    (results,) = out.glob("*.jsonl")
-    lines = [json.loads(line) for line in results.read_text(encoding="utf-8").splitlines()]
-    return lines[0], lines[1:]
+    return read_results(out)
 
 
 @pytest.fixture(scope="module")

@@ -8,8 +8,6 @@ agreement, what `repro-audit baseline check`, `report` and `diff` make of the sa
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -26,10 +24,9 @@ import audit.environment.native  # noqa: F401
 from audit.cli import main
 from audit.judge.baseline import cell_label, describe_environment, environment_summary, settings_key
 from audit.store.results import read_all
+from tests.support import ROOT
 
 pytest_plugins = ["pytester"]
-
-ROOT = Path(__file__).resolve().parent.parent
 
 VALUES = '''
 import os
@@ -93,23 +90,6 @@ def only_file(folder: Path) -> Path:
 
 def rows_of(folder: Path) -> list[dict[str, Any]]:
     return [row for item in read_all([str(folder)]) for row in item.rows]
-
-
-def test_the_entry_point_names_the_plugin_module() -> None:
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python < 3.11
-        import tomli as tomllib
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
-    entry_point = "audit.integrations.pytest_plugin.plugin"
-    assert project["entry-points"]["pytest11"] == {"repro_audit": entry_point}
-
-
-def test_loading_the_plugin_imports_no_torch() -> None:
-    code = "import sys, audit.integrations.pytest_plugin.plugin; print('torch' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, check=True).stdout
-    assert out.strip() == "False"
 
 
 def test_save_then_check_on_the_same_machine_passes(pytester, session) -> None:
