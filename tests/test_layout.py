@@ -93,7 +93,7 @@ def test_no_module_or_unit_outgrows_its_job(path: Path) -> None:
 
 
 def test_the_checks_see_a_violation(tmp_path: Path) -> None:
-    """The two checks above fail on code that breaks them (a check that cannot fail proves nothing)."""
+    """The checks above fail on code that breaks them: a check that cannot fail proves nothing."""
     bad = tmp_path / "bad.py"
     bad.write_text("def f():\n" + "    x = 1\n" * MAX_UNIT_LINES + "\n"
                    "def g():\n    from audit.publish.report import write_report\n")

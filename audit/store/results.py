@@ -15,10 +15,10 @@ import glob
 import gzip
 import json
 import sys
+import zlib
 from dataclasses import dataclass, field
-from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any, Callable, Iterable, Iterator, Optional
+from typing import IO, Any, Callable, Iterable, Iterator
 
 try:  # msgspec, where installed (the `report` extra): parses, and type-checks rows, in C
     import msgspec
@@ -26,19 +26,15 @@ except ImportError:  # pragma: no cover - the standard library does the same job
     msgspec = None
 
 from audit.errors import UserError
+from audit.store.row_checks import _TYPED_ROWS, _RowChecker, row_columns
 from audit.store.schema import (
-    COLUMN_TYPES,
-    FLAG,
     HEADER,
-    OBJECT,
     OPTIONAL_KEYS,
     ROW,
     ROW_COLUMN_KEYS,
     ROW_KEYS,
-    ROW_TYPES,
     SCHEMA,
     STATUSES,
-    TEXT,
     make_header,
     make_row,
     unit_key,
@@ -83,119 +79,6 @@ def _header_problem(record: dict[str, Any]) -> str | None:
     return None
 
 
-_STATUS_SET = frozenset(STATUSES)
-
-
-def _typed_row_decoder() -> Any:
-    """A msgspec decoder of rows into structs of ROW_COLUMN_KEYS (then `record`), checking
-    in C the very types `ROW_TYPES` names; None without msgspec.
-
-    A report reads rows this way: faster than parsing dicts and checking them after.
-    """
-    if msgspec is None:
-        return None
-    annotation = {TEXT: Optional[str], OBJECT: Optional[dict], FLAG: Optional[bool]}
-    fields = [(key, Optional[str], None) for key in ("scenario", "status")]
-    fields += [(key, annotation[kinds], None) for key, kinds in ROW_TYPES]
-    fields.append(("record", Optional[str], None))
-    return msgspec.json.Decoder(msgspec.defstruct("TypedRow", fields, gc=False))
-
-
-_TYPED_ROWS = _typed_row_decoder()
-
-
-def row_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
-    """The rows' values by key (ROW_COLUMN_KEYS), None where a row lacks one."""
-    return {key: [row.get(key) for row in rows] for key in ROW_COLUMN_KEYS}
-
-
-def _row_problem(record: dict[str, Any]) -> str | None:
-    """Why a row cannot be used, or None (`_RowChecker` asks only about unusual rows)."""
-    status, scenario = record.get("status"), record.get("scenario")
-    if not isinstance(status, str) or status not in STATUSES:
-        return f"unknown status {status!r}"
-    if not isinstance(scenario, str) or not scenario:
-        return f"no scenario name ({scenario!r})"
-    for key, kinds in ROW_TYPES:
-        if type(record.get(key)) not in kinds:
-            return f"a row whose {key!r} is a {type(record.get(key)).__name__}"
-    return None
-
-
-class _RowChecker:
-    """Accepts a parsed row or says why not, and collects the good rows' columns.
-
-    A million rows pass through here, so the usual case is cheap: one C call takes the
-    row's values (`itemgetter`), and the tuple of their types is checked once per
-    distinct tuple (a file has a handful). `_row_problem` says why for the rest.
-    """
-
-    def __init__(self, keep_rows: bool = True) -> None:
-        self.keep_rows = keep_rows  # False: the columns only (a report's way)
-        self.rows: list[dict[str, Any]] = []
-        self.values: list[tuple[Any, ...]] = []
-        self._get = itemgetter(*ROW_COLUMN_KEYS[:-1])  # all but "stored", mostly absent
-        self._signatures: dict[tuple[type, ...], bool] = {}
-
-    def add(self, record: dict[str, Any]) -> str | None:
-        """Keep the row, or return why it cannot be used."""
-        try:
-            values = self._get(record) + (record.get("stored"),)
-        except KeyError:  # a key left out: None, as `record.get` would say
-            values = tuple(record.get(key) for key in ROW_COLUMN_KEYS)
-        signature = tuple(map(type, values))
-        typed = self._signatures.get(signature)
-        if typed is None:
-            typed = self._signatures[signature] = all(
-                kind in kinds for kind, kinds in zip(signature, COLUMN_TYPES))
-        if not (typed and _named_and_known(values)):
-            problem = _row_problem(record)
-            if problem:
-                return problem
-        if self.keep_rows:
-            self.rows.append(record)
-        self.values.append(values)
-        return None
-
-    def add_decoded(self, values: tuple[Any, ...]) -> bool:
-        """Keep the values of a row msgspec decoded (its types checked there) when it is
-        usable; False leaves the line to `add`, which says why not. Columns only."""
-        if self.keep_rows or not _named_and_known(values):
-            return False
-        self.values.append(values)
-        return True
-
-    def columns(self) -> dict[str, list[Any]]:
-        """The kept rows' values by key, samples shared (see `_share_samples`)."""
-        if not self.values:
-            return {key: [] for key in ROW_COLUMN_KEYS}
-        columns = {key: list(column) for key, column in zip(ROW_COLUMN_KEYS, zip(*self.values))}
-        _share_samples(self.rows if self.keep_rows else None, columns["digest"],
-                       columns["sample"])
-        return columns
-
-
-def _named_and_known(values: tuple[Any, ...]) -> bool:
-    """Of a row's values in ROW_COLUMN_KEYS order, of the right types: a scenario name and
-    a known status (the two checks on values, not types, of `_row_problem`)."""
-    return bool(values[0]) and values[1] in _STATUS_SET
-
-
-def _share_samples(rows: list[dict[str, Any]] | None, digests: list[Any],
-                   samples: list[Any]) -> None:
-    """One sample object per digest, given to every row (if kept) of that digest."""
-    by_digest: dict[str, dict[str, Any]] = {}
-    for position, (value_digest, sample) in enumerate(zip(digests, samples)):
-        if not value_digest:
-            continue
-        kept = by_digest.setdefault(value_digest, sample) if sample is not None else (
-            by_digest.get(value_digest))
-        if kept is not sample:
-            samples[position] = kept
-            if rows is not None:
-                rows[position]["sample"] = kept
-
-
 @contextlib.contextmanager
 def gc_paused() -> Iterator[None]:
     """The cyclic garbage collector off while a file is parsed.
@@ -231,69 +114,87 @@ def _read(path: Path, keep_rows: bool = True) -> ResultsFile:
     report, which needs only `columns`) rows are decoded as typed structs where msgspec
     is installed; a line that does not decode as a usable row takes the general path.
     """
-    header: dict[str, Any] | None = None
     result = ResultsFile(path=path, header={})
-    checker = _RowChecker(keep_rows)
-    problems: list[tuple[int, str]] = []
-    truncated = False
-    typed = None if keep_rows else _TYPED_ROWS
-    astuple = msgspec.structs.astuple if typed is not None else None
+    reader = _LineReader(result, _RowChecker(keep_rows), None if keep_rows else _TYPED_ROWS)
+    cut = None
     try:
         with gc_paused(), open_lines(path) as stream:
             for number, line in enumerate(stream, start=1):
-                if typed is not None and header is not None:
-                    try:
-                        values = astuple(typed.decode(line))
-                    except (ValueError, RecursionError):
-                        values = None
-                    # ROW_COLUMN_KEYS' values, then `record`
-                    if (values is not None and values[-1] == ROW
-                            and checker.add_decoded(values[:-1])):
-                        continue
-                try:
-                    record = _loads(line)
-                except (ValueError, RecursionError):
-                    if line.isspace():
-                        continue
-                    record = _parse_first_line(line) if number == 1 else None
-                    if record is None:
-                        problems.append((number, "not valid JSON (truncated or corrupt line)"))
-                        continue
-                if type(record) is dict and header is not None and record.get("record") == ROW:
-                    problem = checker.add(record)
-                    if problem:
-                        problems.append((number, problem))
-                    continue
-                if not isinstance(record, dict):
-                    problems.append((number, "not a JSON object"))
-                elif record.get("record") == ROW:
-                    problems.append((number, "a row before the file's header"))
-                elif record.get("record") != HEADER:
-                    problems.append((number, "not a repro-audit record"))
-                elif header is not None:
-                    problems.append((number, "a second header"))
-                elif _newer_schema(record):
-                    result.unreadable = (f"schema version {record['schema']} (line {number}) is "
-                                         f"newer than this reader's {SCHEMA}: upgrade "
-                                         "repro-audit")
+                if not reader.line(number, line):
                     return result
-                elif (problem := _header_problem(record)) is not None:
-                    problems.append((number, problem))
-                else:
-                    header = result.header = record
     except EOFError:  # a truncated .gz: the rows before the cut are kept
-        truncated = True
+        cut = "compressed file is truncated; later rows are lost"
+    except zlib.error as error:  # damaged compressed data: likewise
+        cut = f"compressed data is corrupt ({error}); later rows are lost"
     except OSError as error:
         result.unreadable = f"cannot read it: {error.strerror or error}"
         return result
+    checker = reader.checker
     with gc_paused():  # the rows are alive; transposing makes 13 objects per row
         result.rows, result.columns = checker.rows, checker.columns()
-    result.skipped = [f"{path}:{number}: {problem}" for number, problem in problems]
-    if truncated:
-        result.skipped.append(f"{path}: compressed file is truncated; later rows are lost")
-    if header is None:
-        result.unreadable = "no repro-audit header (not a repro-audit results file?)"
+    result.skipped = [f"{path}:{number}: {problem}" for number, problem in reader.problems]
+    if cut:
+        result.skipped.append(f"{path}: {cut}")
+    if reader.header is None:
+        result.unreadable = cut or "no repro-audit header (not a repro-audit results file?)"
     return result
+
+
+class _LineReader:
+    """The lines of one results file, one at a time: the header first, then rows."""
+
+    def __init__(self, result: ResultsFile, checker: _RowChecker, typed: Any) -> None:
+        self.result, self.checker, self.typed = result, checker, typed
+        self.astuple = msgspec.structs.astuple if typed is not None else None
+        self.header: dict[str, Any] | None = None
+        self.problems: list[tuple[int, str]] = []
+
+    def line(self, number: int, line: bytes) -> bool:
+        """Take one line; False where the file cannot be read any further (newer schema)."""
+        if self.typed is not None and self.header is not None and self._typed_row(line):
+            return True
+        try:
+            record = _loads(line)
+        except (ValueError, RecursionError):
+            if line.isspace():
+                return True
+            record = _parse_first_line(line) if number == 1 else None
+            if record is None:
+                self.problems.append((number, "not valid JSON (truncated or corrupt line)"))
+                return True
+        if type(record) is dict and self.header is not None and record.get("record") == ROW:
+            problem = self.checker.add(record)
+            if problem:
+                self.problems.append((number, problem))
+            return True
+        return self._not_a_row(number, record)
+
+    def _typed_row(self, line: bytes) -> bool:
+        """The fast path: a row decoded as a typed struct (ROW_COLUMN_KEYS, then `record`)."""
+        try:
+            values = self.astuple(self.typed.decode(line))
+        except (ValueError, RecursionError):
+            return False
+        return values[-1] == ROW and self.checker.add_decoded(values[:-1])
+
+    def _not_a_row(self, number: int, record: Any) -> bool:
+        if not isinstance(record, dict):
+            self.problems.append((number, "not a JSON object"))
+        elif record.get("record") == ROW:
+            self.problems.append((number, "a row before the file's header"))
+        elif record.get("record") != HEADER:
+            self.problems.append((number, "not a repro-audit record"))
+        elif self.header is not None:
+            self.problems.append((number, "a second header"))
+        elif _newer_schema(record):
+            self.result.unreadable = (f"schema version {record['schema']} (line {number}) is "
+                                      f"newer than this reader's {SCHEMA}: upgrade repro-audit")
+            return False
+        elif (problem := _header_problem(record)) is not None:
+            self.problems.append((number, problem))
+        else:
+            self.header = self.result.header = record
+        return True
 
 
 def _parse_first_line(line: bytes) -> Any:

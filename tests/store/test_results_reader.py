@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,6 @@ from audit.store.results import (
     ROW_COLUMN_KEYS,
     SCHEMA,
     STATUSES,
-    _row_problem,
-    _RowChecker,
     dumps,
     expand,
     make_header,
@@ -30,6 +29,7 @@ from audit.store.results import (
     read_file,
     write_atomic,
 )
+from audit.store.row_checks import _row_problem, _RowChecker
 from tests.support import FIXTURES, scratch_file
 
 ENVIRONMENT = {"torch": "2.13.0+cpu", "python": "3.11.7", "cpu": {"model": "Example"}}
@@ -421,6 +421,31 @@ def test_compressed_results_are_read_and_a_truncated_one_keeps_its_first_rows(
     assert partial is not None and 0 < len(partial.rows) < len(expected.rows)
     assert partial.rows == expected.rows[: len(partial.rows)]
     assert "compressed file is truncated" in capsys.readouterr().err
+
+
+def test_a_corrupt_compressed_file_is_named_and_the_good_file_beside_it_still_read(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Damaged deflate data (zlib.error, not EOFError) used to abort `report`, `diff` and
+    `keep` with a traceback; now the file keeps the rows before the damage and is named."""
+    import gzip
+
+    plain = sorted(FIXTURES.glob("*.jsonl"))[0]
+    expected = read_file(plain, warn=False)
+    good = tmp_path / "good.jsonl"
+    good.write_bytes(plain.read_bytes())
+    packed = bytearray(gzip.compress(plain.read_bytes() * 20, mtime=0))
+    middle = len(packed) // 2
+    packed[middle:middle + 64] = bytes(64)  # zeros inside the deflate stream
+    damaged = tmp_path / "damaged.jsonl.gz"
+    damaged.write_bytes(bytes(packed))
+    with pytest.raises(zlib.error):  # the damage is of the kind that used to escape
+        gzip.decompress(bytes(packed))
+    files = read_all([str(tmp_path)])
+    by_name = {item.path.name: item for item in files}
+    assert by_name["good.jsonl"].rows == expected.rows
+    if "damaged.jsonl.gz" in by_name:  # the damage came after some whole lines
+        assert len(by_name["damaged.jsonl.gz"].rows) < 20 * len(expected.rows)
+    assert "compressed data is corrupt" in capsys.readouterr().err
 
 
 def test_a_header_without_env_id_before_the_real_one_is_skipped(tmp_path: Path) -> None:

@@ -113,46 +113,70 @@ class Checker:
 
 
 def _check(checker: Checker, files: list[ResultsFile], whole: bool) -> CheckResult:
-    available = checker.available
-    result = CheckResult()
-    baselines: dict[str, Baseline | None] = {}
-    units: dict[str, dict[tuple[str, str, str, str], list[Key]]] = {}
-    seen: set[tuple[Any, ...]] = set()
-    reached: set[Key] = set()  # baselined keys this run said something about
-    covered: set[tuple[str, str, str, str]] = set()  # units a scenario-level row covers
+    check = _Check(checker)
     for item, row in _rows(files):
+        env_id = check.environment(item, row)
+        if isinstance(row.get("output"), str):
+            check.output_row(env_id, row)
+        else:  # a scenario-level row: the unit failed whole
+            check.unit_row(env_id, row)
+    return check.finish(whole)
+
+
+class _Check:
+    """One check of results rows against a folder's baselines, row by row."""
+
+    def __init__(self, checker: Checker) -> None:
+        self.checker = checker
+        self.result = CheckResult()
+        self.baselines: dict[str, Baseline | None] = {}
+        self.units: dict[str, dict[tuple[str, str, str, str], list[Key]]] = {}
+        self.seen: set[tuple[Any, ...]] = set()
+        self.reached: set[Key] = set()  # baselined keys this run said something about
+        self.covered: set[tuple[str, str, str, str]] = set()  # units a unit-level row covers
+
+    def environment(self, item: ResultsFile, row: dict[str, Any]) -> str:
+        """The row's env-id, its baseline loaded (a new environment noted) the first time."""
         env_id = env_of(row, item)
-        if env_id not in baselines:
-            baseline, units[env_id] = checker._load(env_id)
-            baselines[env_id] = baseline
+        if env_id not in self.baselines:
+            baseline, self.units[env_id] = self.checker._load(env_id)
+            self.baselines[env_id] = baseline
             if baseline is None:
-                result.new_environments[env_id] = describe_environment(
+                self.result.new_environments[env_id] = describe_environment(
                     environment_summary(item.header))
-        baseline = baselines[env_id]
-        entries = baseline.entries if baseline else {}
-        if not isinstance(row.get("output"), str):  # a scenario-level row: it failed whole
-            device = str(row.get("device"))
-            unit = (env_id, device, settings_key(row.get("settings"), device),
-                    str(row.get("scenario")))
-            if unit in covered:
-                continue
-            covered.add(unit)
-            affected = units[env_id].get(unit, [])
-            if not affected:
-                result.without_value += 1
-            for key in affected:
-                reached.add(key)
-                result.regressions.append(Regression(
-                    key, entries[key].digest, None, None, _failure(row), "FAILS"))
-            continue
+        return env_id
+
+    def entries(self, env_id: str) -> dict[Key, Any]:
+        baseline = self.baselines[env_id]
+        return baseline.entries if baseline else {}
+
+    def unit_row(self, env_id: str, row: dict[str, Any]) -> None:
+        """A unit that failed whole fails every baselined output of it."""
+        device = str(row.get("device"))
+        unit = (env_id, device, settings_key(row.get("settings"), device),
+                str(row.get("scenario")))
+        if unit in self.covered:
+            return
+        self.covered.add(unit)
+        affected = self.units[env_id].get(unit, [])
+        if not affected:
+            self.result.without_value += 1
+        entries = self.entries(env_id)
+        for key in affected:
+            self.reached.add(key)
+            self.result.regressions.append(Regression(
+                key, entries[key].digest, None, None, _failure(row), "FAILS"))
+
+    def output_row(self, env_id: str, row: dict[str, Any]) -> None:
         key = Key.of(row, env_id)
         signature = (key, row.get("status"), row.get("digest"), row.get("repeatable"))
-        if signature in seen:  # the same row in two files (a copy, a merged folder)
-            continue
-        seen.add(signature)
-        expected = entries.get(key)
+        if signature in self.seen:  # the same row in two files (a copy, a merged folder)
+            return
+        self.seen.add(signature)
+        expected = self.entries(env_id).get(key)
         if expected is not None:
-            reached.add(key)
+            self.reached.add(key)
+        result = self.result
         if comparable(row):
             if expected is None:
                 result.missing_baseline.append(key)
@@ -172,13 +196,16 @@ def _check(checker: Checker, files: list[ResultsFile], whole: bool) -> CheckResu
             result.regressions.append(Regression(
                 key, expected.digest, row.get("digest"), None,
                 "no longer repeatable run to run", "NONDETERMINISTIC"))
-    for baseline in baselines.values() if whole else ():
-        if baseline is not None:
-            result.not_in_results.extend(
-                key for key in sorted(baseline.entries)
-                if key not in reached and key.unit not in covered)
-    if whole:
-        result.other_environments = sorted(set(available) - set(baselines))
-    result.regressions.sort(key=lambda item: (item.key, item.kind))
-    result.missing_baseline.sort()
-    return result
+
+    def finish(self, whole: bool) -> CheckResult:
+        result = self.result
+        for baseline in self.baselines.values() if whole else ():
+            if baseline is not None:
+                result.not_in_results.extend(
+                    key for key in sorted(baseline.entries)
+                    if key not in self.reached and key.unit not in self.covered)
+        if whole:
+            result.other_environments = sorted(set(self.checker.available) - set(self.baselines))
+        result.regressions.sort(key=lambda item: (item.key, item.kind))
+        result.missing_baseline.sort()
+        return result
