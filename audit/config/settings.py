@@ -158,6 +158,69 @@ def _onednn_missing() -> str | None:
     return None if onednn_report() is not None else "this torch build does not use oneDNN"
 
 
+# qemu user-mode emulation: the CPU model qemu emulates, QEMU_CPU, read by qemu when a process
+# starts. Values are spelled without commas, so that `--settings qemu_cpu=max,max-nosve`
+# parses; each names the QEMU_CPU it sets. "auto" leaves qemu's own default (max).
+QEMU_CPU_MODELS = {
+    "max": "max",  # every feature qemu emulates: SVE at qemu's default vector length
+    "max-sve128": "max,sve-default-vector-length=16",
+    "max-sve256": "max,sve-default-vector-length=32",
+    "max-nosve": "max,sve=off",
+    **{chip: chip for chip in ("a64fx", "neoverse-n1", "cortex-a76", "cortex-a72",
+                               "cortex-a57", "cortex-a53")},
+}
+
+
+def _qemu_cpu_environ(value: str) -> dict[str, str | None]:
+    return {"QEMU_CPU": None if value == "auto" else QEMU_CPU_MODELS[value]}
+
+
+def _architecture(machine: str) -> str:
+    """One name per architecture family: a 32-bit userland on its own 64-bit kernel is not
+    emulated."""
+    machine = machine.strip().lower()
+    families = {"amd64": "x86_64", "i386": "x86_64", "i686": "x86_64", "arm64": "aarch64",
+                "armv7l": "aarch64", "armv8l": "aarch64"}
+    return families.get(machine, machine)
+
+
+def _kernel_architecture() -> str | None:
+    """The machine the kernel runs on, which qemu user mode leaves as it is (it reports its
+    guest's machine through uname): the kernel's own word, else what /proc/cpuinfo lists."""
+    import re
+
+    try:
+        with open("/proc/sys/kernel/arch", encoding="ascii") as file:
+            return _architecture(file.read())
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as file:
+            cpuinfo = file.read(1 << 16)
+    except OSError:
+        return None
+    if re.search(r"^vendor_id\s*:", cpuinfo, re.MULTILINE):
+        return "x86_64"
+    if re.search(r"^CPU implementer\s*:", cpuinfo, re.MULTILINE):
+        return "aarch64"
+    return None
+
+
+def _qemu_missing() -> str | None:
+    import platform
+
+    kernel = _kernel_architecture()
+    if kernel is not None and kernel != _architecture(platform.machine()):
+        return None
+    return "this process does not run under qemu user-mode emulation"
+
+
+def _qemu_cpu_effective(_: str) -> str:
+    model = os.environ.get("QEMU_CPU", "").strip().lower()
+    names = {spelled: name for name, spelled in QEMU_CPU_MODELS.items()}
+    return names.get(model, model) if model else "auto"
+
+
 # --- run settings -----------------------------------------------------------------------
 
 def _use_deterministic_algorithms(mode: bool, warn_only: bool = False) -> None:
@@ -344,6 +407,10 @@ SETTINGS: dict[str, Setting] = {
                 devices=("cpu",), environ=_onednn_isa_environ, effective=_onednn_isa_effective,
                 default="all", needs=_onednn_missing,
                 hint="oneDNN caps the ISA at what this CPU has"),
+        Setting("qemu_cpu", PROCESS, ("auto", *QEMU_CPU_MODELS),
+                "QEMU_CPU: the CPU model qemu user mode emulates (SVE and its vector length)",
+                environ=_qemu_cpu_environ, effective=_qemu_cpu_effective,
+                default=NOT_APPLICABLE, needs=_qemu_missing),  # results before it: not emulated
         Setting("cublas_workspace", PROCESS, ("unset", ":4096:8", ":16:8"),
                 "CUBLAS_WORKSPACE_CONFIG, needed for deterministic cuBLAS",
                 devices=("cuda",), environ=_cublas_environ, effective=_cublas_effective,
