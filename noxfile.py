@@ -2,7 +2,8 @@
 
 `nox` runs the default audit: one `audit` session per torch version of the matrix (each in
 its own uv virtualenv) and then `report`. `nox -s tests` and `nox -s lint` check the code.
-Choose another matrix with REPRO_AUDIT_MATRIX=matrices/other.toml.
+Choose another matrix with REPRO_AUDIT_MATRIX=matrices/other.toml. `nox -s audit_aarch64`
+(opt-in, root) audits an emulated aarch64 machine.
 
 uv reads none of pip's configuration, so the package sources pip is configured with on
 this machine (`pip config list`: local find-links folders and indexes) are passed to uv
@@ -306,6 +307,78 @@ def changelog(session: nox.Session) -> None:
     # The same results merged into the full report: 16 environments, one file each.
     session.run("python", "-m", "audit", "report", str(RELEASES / "results"),
                 "--out", str(RELEASES))
+
+
+AARCH64_MATRIX = Path(os.environ.get("REPRO_AUDIT_AARCH64_MATRIX", "matrices/aarch64.toml"))
+
+
+@nox.session
+def audit_aarch64(session: nox.Session) -> None:
+    """The audit on an emulated aarch64 machine; opt-in (`nox -s audit_aarch64`, as root).
+
+    A Debian arm64 userland, built once and cached outside the repository, runs the
+    matrix matrices/aarch64.toml in a chroot under qemu user mode, with the registry's
+    aarch64 torch fetched by the host's pip; its results land in results/ like any
+    machine's. Where it cannot run (not root, no qemu and no apt-get, no binfmt_misc) it
+    says why and is skipped. Every mount is undone however it ends. REPRO_AUDIT_AARCH64_CACHE
+    moves the userland, REPRO_AUDIT_DEBIAN_MIRROR names the mirror it is built from.
+    """
+    import time
+
+    from audit.integrations import qemu_userland as qemu
+
+    host = qemu.Host.here()
+    reason = qemu.why_not_here(host)
+    if reason:
+        session.skip(reason)
+    started = [time.monotonic()]
+
+    def run(*command: str, **options: object) -> None:
+        session.run(*command, external=True, **options)
+
+    def done(phase: str) -> None:
+        now = time.monotonic()
+        session.log(f"{phase}: {now - started[0]:.0f} s")
+        started[0] = now
+
+    missing = qemu.missing_packages(host)
+    if missing:
+        for command in qemu.apt_commands(missing):
+            run(*command, env=qemu.APT_ENVIRON)
+        done(f"installed {', '.join(missing)}")
+    matrix = matrix_file.load(AARCH64_MATRIX)
+    session.install("pip")  # fetches the aarch64 wheels on the host: the chroot has no network
+    userland = qemu.Userland(qemu.cache_folder())
+    package = list(PYPROJECT["project"]["dependencies"])  # this package's, torch aside
+    with qemu.Mounts(run) as binfmt:
+        try:
+            enabled = qemu.enable_binfmt(binfmt, run)
+        except nox.command.CommandFailed:
+            session.skip("binfmt_misc could not be mounted, or qemu's entry enabled, here")
+        try:
+            if not userland.ready():  # none yet, or one without its python3: built anew
+                qemu.remove_tree(userland.partial)
+                qemu.remove_tree(userland.root)
+                run(*userland.build_command())
+                userland.partial.rename(userland.root)
+                done(f"built the userland in {userland.root}")
+            for entry in matrix.torch:
+                site = qemu.install_wheels(userland, entry.requirement,
+                                           [*package, *numpy_pin(entry), *entry.packages],
+                                           ["python", "-m", "pip"], run, entry.label)
+                done(f"aarch64 wheels of torch {entry.version} in {userland.inside(site)}")
+                qemu.copy_package(ROOT, userland, AARCH64_MATRIX)
+                RESULTS.mkdir(parents=True, exist_ok=True)
+                with qemu.Mounts(run) as mounts:
+                    for source, target in qemu.chroot_binds(userland, RESULTS):
+                        mounts.bind(source, target)
+                    run(*qemu.chroot_command(userland, site, [
+                        "run", "--matrix", f"matrices/{AARCH64_MATRIX.name}",
+                        "--out", "results", *session.posargs]))
+                done(f"audited torch {entry.version} under qemu")
+        finally:
+            if enabled:
+                qemu.disable_binfmt(run)
 
 
 @nox.session

@@ -139,6 +139,23 @@ def _onednn_isa_environ(value: str) -> dict[str, str | None]:
     return {"ONEDNN_MAX_CPU_ISA": spelled, "DNNL_MAX_CPU_ISA": spelled}
 
 
+# qemu user-mode emulation: the CPU model qemu emulates, QEMU_CPU, read by qemu when a process
+# starts. Values are spelled without commas, so that `--settings qemu_cpu=max,max-nosve`
+# parses; each names the QEMU_CPU it sets. "auto" leaves qemu's own default (max).
+QEMU_CPU_MODELS = {
+    "max": "max",  # every feature qemu emulates: SVE at qemu's default vector length
+    "max-sve128": "max,sve-default-vector-length=16",
+    "max-sve256": "max,sve-default-vector-length=32",
+    "max-nosve": "max,sve=off",
+    **{chip: chip for chip in ("a64fx", "neoverse-n1", "cortex-a76", "cortex-a72",
+                               "cortex-a57", "cortex-a53")},
+}
+
+
+def _qemu_cpu_environ(value: str) -> dict[str, str | None]:
+    return {"QEMU_CPU": None if value == "auto" else QEMU_CPU_MODELS[value]}
+
+
 SETTINGS: dict[str, Setting] = {
     setting.name: setting
     for setting in [
@@ -163,6 +180,10 @@ SETTINGS: dict[str, Setting] = {
                 devices=("cpu",), environ=_onednn_isa_environ, effective=_read("onednn_isa"),
                 default="all", needs=_read("onednn_missing"),
                 hint="oneDNN caps the ISA at what this CPU has"),
+        Setting("qemu_cpu", PROCESS, ("auto", *QEMU_CPU_MODELS),
+                "QEMU_CPU: the CPU model qemu user mode emulates (SVE and its vector length)",
+                environ=_qemu_cpu_environ, effective=_read("qemu_cpu"),
+                default=NOT_APPLICABLE, needs=_read("qemu_missing")),  # earlier: not emulated
         Setting("cublas_workspace", PROCESS, ("unset", ":4096:8", ":16:8"),
                 "CUBLAS_WORKSPACE_CONFIG, needed for deterministic cuBLAS",
                 devices=("cuda",), environ=_cublas_environ,

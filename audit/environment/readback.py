@@ -143,3 +143,24 @@ def default_dtype(_: str) -> str:
     import torch
 
     return str(torch.get_default_dtype()).replace("torch.", "")
+
+
+def qemu_cpu(_: str) -> str:
+    """The QEMU_CPU this process started under, by its name in QEMU_CPU_MODELS."""
+    from audit.config.settings import QEMU_CPU_MODELS
+
+    model = os.environ.get("QEMU_CPU", "").strip().lower()
+    names = {spelled: name for name, spelled in QEMU_CPU_MODELS.items()}
+    return names.get(model, model) if model else "auto"
+
+
+def qemu_missing() -> str | None:
+    """None where this process runs under user-mode emulation (the interpreter's ELF
+    machine is foreign to the kernel's), otherwise why qemu_cpu does not apply."""
+    from audit.environment.cpu import interpreter_machine, read_text
+    from audit.environment.cpu_linux import cpuinfo_fields
+    from audit.environment.emulation import foreign_host
+
+    host = foreign_host(interpreter_machine(), read_text("/proc/sys/kernel/arch"),
+                        cpuinfo_fields(read_text("/proc/cpuinfo") or ""))
+    return None if host is not None else "this process does not run under qemu user-mode emulation"
