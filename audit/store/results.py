@@ -13,20 +13,15 @@ import contextlib
 import gc
 import glob
 import gzip
-import json
 import sys
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Callable, Iterable, Iterator
 
-try:  # msgspec, where installed (the `report` extra): parses, and type-checks rows, in C
-    import msgspec
-except ImportError:  # pragma: no cover - the standard library does the same job, slower
-    msgspec = None
-
 from audit.errors import UserError
-from audit.store.row_checks import _TYPED_ROWS, _RowChecker, row_columns
+from audit.store.row_checks import _TYPED_ROWS, _RowChecker, row_columns, typed_values
+from audit.store.row_checks import loads as _loads
 from audit.store.schema import (
     HEADER,
     OPTIONAL_KEYS,
@@ -48,7 +43,6 @@ __all__ = [  # what callers import from here: the reader's names, the format's, 
     "row_columns", "unit_key", "write_atomic", "write_unavailable",
 ]
 
-_loads: Callable[[bytes], Any] = msgspec.json.decode if msgspec is not None else json.loads
 
 TRACES_SUFFIX = ".traces.jsonl.gz"  # op traces beside a results file (audit.store.traces)
 BYTE_ORDER_MARK = b"\xef\xbb\xbf"
@@ -145,7 +139,6 @@ class _LineReader:
 
     def __init__(self, result: ResultsFile, checker: _RowChecker, typed: Any) -> None:
         self.result, self.checker, self.typed = result, checker, typed
-        self.astuple = msgspec.structs.astuple if typed is not None else None
         self.header: dict[str, Any] | None = None
         self.problems: list[tuple[int, str]] = []
 
@@ -171,11 +164,8 @@ class _LineReader:
 
     def _typed_row(self, line: bytes) -> bool:
         """The fast path: a row decoded as a typed struct (ROW_COLUMN_KEYS, then `record`)."""
-        try:
-            values = self.astuple(self.typed.decode(line))
-        except (ValueError, RecursionError):
-            return False
-        return values[-1] == ROW and self.checker.add_decoded(values[:-1])
+        values = typed_values(self.typed, line)
+        return values is not None and values[-1] == ROW and self.checker.add_decoded(values[:-1])
 
     def _not_a_row(self, number: int, record: Any) -> bool:
         if not isinstance(record, dict):

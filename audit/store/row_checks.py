@@ -6,8 +6,9 @@ the typed msgspec fast path and the general dict path must accept exactly the sa
 
 from __future__ import annotations
 
+import json
 from operator import itemgetter
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 try:  # msgspec, where installed (the `report` extra): parses, and type-checks rows, in C
     import msgspec
@@ -43,6 +44,18 @@ def _typed_row_decoder() -> Any:
 
 
 _TYPED_ROWS = _typed_row_decoder()
+
+# One JSON line as Python objects: msgspec's decoder where installed, json's otherwise.
+loads: Callable[[bytes], Any] = msgspec.json.decode if msgspec is not None else json.loads
+
+
+def typed_values(decoder: Any, line: bytes) -> tuple[Any, ...] | None:
+    """A line decoded by `decoder` (`_TYPED_ROWS`) as a tuple of its fields, None if it
+    does not decode as one."""
+    try:
+        return msgspec.structs.astuple(decoder.decode(line))
+    except (ValueError, RecursionError):
+        return None
 
 
 def row_columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:

@@ -281,7 +281,7 @@ def audit_twice_in_pool() -> list[tuple[dict[tuple[str, str, str], Any], int]]:
     found = []
     with Pool(2, backfill=False) as pool:
         for backfill in (False, True):
-            pool.backfill, pool.background_units = backfill, 0
+            pool.scheduler.backfill, pool.shared.background_units = backfill, 0
             runner = Runner(Plan(scenarios, ["cpu"], settings), "test", torch.__version__,
                             pool=pool)
             pool.run(runner.tasks({"cpu": None}))

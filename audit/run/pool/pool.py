@@ -67,18 +67,10 @@ class Pool:
         """Whether background workers run beside wide ones."""
         return self.scheduler.backfill
 
-    @backfill.setter
-    def backfill(self, value: bool) -> None:
-        self.scheduler.backfill = value
-
     @property
     def background_units(self) -> int:
         """Units background workers finished (every run so far), for the summary."""
         return self.shared.background_units
-
-    @background_units.setter
-    def background_units(self, value: int) -> None:
-        self.shared.background_units = value
 
     def run(self, tasks: list[Task]) -> None:
         """Every job of every task, side by side where the cores allow; returns when done."""
