@@ -64,8 +64,8 @@ def numpy_pin(entry: matrix_file.TorchVersion) -> list[str]:
 
 
 # Bytecode: each audit starts several processes that import torch, and without .pyc files
-# every one of them compiles it again (2.5x slower sessions). Compiling all of torch at
-# install (`uv pip install --compile-bytecode`) takes 17 s per version, most of it for
+# every one of them compiles it again. Compiling all of torch at install
+# (`uv pip install --compile-bytecode`) is slow and mostly spent on
 # modules nothing imports; instead the sessions' commands write the .pyc of what they
 # import, once, even where PYTHONDONTWRITEBYTECODE is set (it is unset for them only).
 WRITE_BYTECODE: dict[str, str | None] = {"PYTHONDONTWRITEBYTECODE": None}
@@ -95,7 +95,7 @@ def check_import(session: nox.Session) -> None:
     """Fail here, not in the audit, when torch does not import; in a new venv this also
     writes torch's bytecode once, before the audit's processes all need it. A venv whose
     installed distributions (but this package, reinstalled by every session) are those
-    torch last imported with skips it: 1 s a version on `nox -r`."""
+    torch last imported with skips it (`nox -r`)."""
     venv = Path(session.virtualenv.location)
     marker = venv / ".repro-audit-imported"
     installed = sorted(path.name for pattern in ("lib/python*/site-packages/*.dist-info",

@@ -26,8 +26,8 @@ class Sample:
     """Kept values of one output: dtype name, flat positions (None: whole) and bytes.
 
     `numel` is the element count the standard positions were drawn from: results files
-    then store that one number instead of 256 positions (a third of a row, parsed a million
-    times by a large report).
+    then store that one number instead of 256 positions (rows a large report parses a
+    million times stay small).
     """
 
     dtype: str

@@ -14,7 +14,7 @@ from audit.scenarios.registry import Unavailable
 
 # Draws of `Context.fixed`, kept per process: every unit runs its scenario two or three
 # times and under several run settings, and drawing the same inputs from RandomState
-# again was a tenth of an audit's time (profiled). Bounded; callers get a cast or a copy.
+# again showed up in profiles of the audit. Bounded; callers get a cast or a copy.
 _DRAWS: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 DRAW_CACHE_BYTES = 256 * 1024 * 1024
 

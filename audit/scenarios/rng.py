@@ -95,9 +95,8 @@ def randperm_huge(ctx: Context) -> dict[str, torch.Tensor]:
     Accelerators only: their randperm sorts random keys, and the key width changes with
     the length. The CPU's is one sequential Fisher-Yates for every length below
     2**32 / 20 (aten's randperm_cpu), the loop rng.randperm runs at 2**20, so this
-    length adds nothing there but time: 0.4 s a run, a third of the default audit's
-    unit time, for one digest under every setting and machine audited (16 combinations,
-    3 machines) and in every release from 1.13.1 to 2.14.1.
+    length adds nothing there but time: it gave one digest under every setting, machine
+    and release audited (docs/benchmarks.md has its cost).
     """
     torch.manual_seed(5)
     return {"perm": torch.randperm(2**24 + 1, device=ctx.device)}

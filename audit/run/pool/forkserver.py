@@ -17,7 +17,7 @@ Why the worker's results are those of a fresh process:
   checks, and refuses to serve otherwise: callers then start fresh processes);
 - every worker reads every setting back from the libraries themselves (audit.config.settings), so
   a setting that did not take effect is recorded as such, never silently wrong;
-- tests/test_parallel.py checks that the digests of forked workers equal those of fresh
+- tests/e2e/test_parallel.py checks that the digests of forked workers equal those of fresh
   processes for every combination of the default matrix.
 
 Linux only (fork with Objective-C frameworks or Windows is not safe or not there); set
@@ -46,7 +46,7 @@ from audit.run.pool.priority import PRIORITY_VARIABLE
 LAZY_VARIABLES = frozenset({"ATEN_CPU_CAPABILITY", "MKL_CBWR", "ONEDNN_MAX_CPU_ISA",
                             "DNNL_MAX_CPU_ISA", "CUBLAS_WORKSPACE_CONFIG", PRIORITY_VARIABLE})
 # Imported before forking: what workers import at start and what scenarios import lazily
-# (measured: torch._dynamo alone is 1.3 s per worker, through the first torch.optim step).
+# (torch._dynamo, pulled in by the first torch.optim step, is the largest of them).
 PRELOAD = ("numpy", "numpy.random", "blake3", "torch", "torch.nn", "torch.optim",
            "torch.distributions", "torch.utils.data", "multiprocessing.queues",
            "multiprocessing.popen_fork", "torch._dynamo",
@@ -215,7 +215,7 @@ class ForkServers:
         """The workers a run will start, once: a server is started only for an import-time
         environment that two or more of them share. A server imports more than one worker
         needs (torch._dynamo, ...), so for one worker a fresh process is faster (a run of
-        one settings combination: 1 s instead of 3 s)."""
+        one settings combination)."""
         counts = Counter(server_key(environ) for environ in worker_environs)
         with self.lock:
             if self.shared is None:
@@ -365,7 +365,7 @@ def main() -> None:
             serve(channel)
     except KeyboardInterrupt:  # the run is interrupted: its parent says so
         sys.exit(130)
-    # Done (its workers reaped): nothing to save, so skip tearing torch down (0.2-0.5 s).
+    # Done (its workers reaped): nothing to save, so skip tearing torch down.
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

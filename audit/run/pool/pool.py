@@ -13,7 +13,7 @@ when threads is not chosen: torch then starts one thread per core). Workers run 
 only while their cores add up to at most `jobs`; a task that uses all cores runs alone.
 Results do not depend on what runs beside a worker: every worker is its own process with
 its settings fixed at start-up, and the thread count it really used is read back and
-checked (audit.run.runner.Runner.settings_in_effect). tests/test_parallel.py checks that the
+checked (audit.run.runner.Runner.settings_in_effect). tests/e2e/test_parallel.py checks that the
 digests of a parallel run equal those of a serial one.
 
 `Pool` is the controller: its loop asks the scheduler what starts next

@@ -2,14 +2,14 @@
 
 A worker of a combination that uses every core (threads=2 on 2 cores) keeps them busy only
 part of the time: its Python code runs on one thread, and its second thread waits between
-parallel regions (measured on the default matrix: 1.2 to 1.6 of 2 cores). A one-thread
-worker beside it at normal priority would slow it down; at Linux's SCHED_IDLE it runs only
-when a core would otherwise idle, and yields the core as soon as the wide worker's threads
-want it (audit.run.pool.pool starts one such *background* worker while a wide worker runs).
+parallel regions (docs/benchmarks.md). A one-thread worker beside it at normal priority
+would slow it down; at Linux's SCHED_IDLE it runs only when a core would otherwise idle, and
+yields the core as soon as the wide worker's threads want it (audit.run.pool.pool starts one
+such *background* worker while a wide worker runs).
 
 What a unit computes does not depend on how fast it runs: priority is no setting, and every
 setting that can change a result is the worker's own, fixed at its start
-(tests/test_parallel.py checks the digests against a serial run).
+(tests/e2e/test_parallel.py checks the digests against a serial run).
 """
 
 from __future__ import annotations
