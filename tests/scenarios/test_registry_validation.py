@@ -12,7 +12,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -29,18 +29,8 @@ from audit.scenarios.registry import scenario
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 
-@pytest.fixture(autouse=True)
-def clean_registry() -> Iterator[None]:
-    """What a test registers, or loads from a file in-process, must not leak into others."""
-    registry.load_builtin()  # imported once per process: snapshot them registered
-    before = dict(registry._REGISTRY)
-    modules = set(sys.modules)
-    yield
-    registry._REGISTRY.clear()
-    registry._REGISTRY.update(before)
-    for name in set(sys.modules) - modules:
-        if name.startswith(registry.USER_MODULE_PREFIX):
-            del sys.modules[name]
+# What a test registers, or loads from a file in-process, must not leak into others.
+pytestmark = pytest.mark.usefixtures("clean_registry")
 
 
 def seeded(ctx: Any) -> dict[str, torch.Tensor]:
