@@ -1,9 +1,9 @@
 """Workers forked from a process that has already imported torch: start-ups cost milliseconds.
 
 Importing torch and what the scenarios pull in lazily (torch._dynamo through torch.optim,
-sympy through torch._refs, ...) takes 3 to 6 s per process, and an audit starts a worker
-for every process-settings combination (11 per torch version for the default matrix, plus
-helpers): a third of the audit's CPU time went to imports. A *fork server* imports all of
+sympy through torch._refs, ...) takes seconds per process, and an audit starts a worker
+for every process-settings combination: a large share of the audit's CPU time went to
+imports (docs/benchmarks.md). A *fork server* imports all of
 it once, runs no op, and forks a worker per request; the worker then sets its own
 environment and runs `audit.run.worker.main` as a `python -m audit.run.worker` child would.
 
