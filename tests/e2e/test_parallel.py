@@ -24,7 +24,7 @@ from tests.e2e.support import audit_cli, audit_command, read_results
 from tests.support import ROOT
 
 # Differs along threads and cpu_capability (ops.layer_norm), along cpu_capability only
-# (init.conv), along nothing (seed.manual_seed_246_rand); together about 0.1 s a unit.
+# (init.conv), along nothing (seed.manual_seed_246_rand); all three are quick to run.
 SELECTION = ("ops.layer_norm", "init.conv", "seed.manual_seed_246_rand")
 
 

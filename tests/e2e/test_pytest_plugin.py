@@ -75,7 +75,7 @@ def session(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("REPRO_TEST_SHIFT", raising=False)
 
     def run(*options: str) -> pytest.RunResult:
-        # hypothesis' plugin would import hypothesis anew in every session (3 s each)
+        # hypothesis' plugin would import hypothesis anew in every session, slowly
         return pytester.runpytest("-p", "no:cacheprovider", "-p", "no:hypothesispytest",
                                   *plugin_options(), *options)
 
