@@ -164,7 +164,8 @@ def journal_units(journal: Path) -> list[dict]:
     return units
 
 
-def start_slow_run(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, list[str], Path]:
+def start_slow_run(tmp_path: Path, *extra: str, session: bool = False
+                   ) -> tuple[subprocess.Popen, list[str], Path]:
     """A run of the SLOW scenarios in a subprocess, once its journal holds a unit."""
     scenarios = tmp_path / "slow.py"
     scenarios.write_text(SLOW, encoding="utf-8")
@@ -172,7 +173,7 @@ def start_slow_run(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, list[
     arguments = ["run", "--scenarios", str(scenarios), "--select", "slow.*", "--devices", "cpu",
                  "--out", str(out), *extra]
     process = subprocess.Popen(audit_command(*arguments), cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True, start_new_session=session)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         journals = list(out.glob(".*.partial")) if out.exists() else []
@@ -196,11 +197,16 @@ def test_a_second_run_into_the_same_folder_refuses_and_the_first_keeps_its_rows(
 
 
 @pytest.mark.skipif(os.name != "posix", reason="SIGINT to a process is POSIX")
+@pytest.mark.parametrize("group", [False, True], ids=["to-the-run", "to-its-process-group"])
 def test_ctrl_c_then_resume_keeps_no_crashed_row_and_refuses_other_settings(
-        tmp_path: Path) -> None:
+        tmp_path: Path, group: bool) -> None:
+    """SIGINT to the run alone, or to its workers too (Ctrl-C in a terminal)."""
     process, arguments, out = start_slow_run(tmp_path, "--jobs", "3",
-                                             "--settings", "threads=1")
-    process.send_signal(signal.SIGINT)
+                                             "--settings", "threads=1", session=group)
+    if group:
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 130, stderr
     (journal,) = out.glob(".*.partial")
