@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from audit.errors import UserError
+from audit.run.journal import row_unit_key
 from audit.store.names import results_name
-from audit.store.results import make_header, unit_key, write_atomic
+from audit.store.results import make_header, write_atomic
 
 if TYPE_CHECKING:  # imported where used: `repro-audit --help` imports none of them
     from audit.run.journal import Journal
@@ -126,25 +127,41 @@ def shard_of(names: list[str], shard: tuple[int, int] | None) -> list[str]:
     return [name for position, name in enumerate(sorted(names)) if position % count == index - 1]
 
 
-def row_unit_key(row: dict[str, Any]) -> str:
-    """The key of the unit a row came from, by the settings it requested (for --resume)."""
-    requested = row["requested"] if row.get("requested") is not None else row["settings"]
-    return unit_key(row["scenario"], row["device"], requested)
-
-
 def run_audit(options: RunOptions) -> str:
     """Run the plan and write the results file; returns a one-line summary."""
+    from audit.run.lock import FolderLock
     from audit.run.pool.pool import Pool
     from audit.run.runner import start_workers
 
     # One pool for every product and the trace pass: workers run side by side where the
     # cores allow, and those kept idle after the audit serve the trace pass. The first
-    # ones start now, importing torch while this process does.
-    with Pool(options.jobs, park=options.trace) as pool:
+    # ones start now, importing torch while this process does. The output folder is this
+    # run's alone throughout (audit.run.lock).
+    with FolderLock(options.out), interrupted_by_sigterm(), \
+            Pool(options.jobs, park=options.trace) as pool:
         start_workers(pool, [options.settings, *options.also], options.scenario_files,
                       str((options.out / "tensors").resolve()) if options.keep_tensors
                       else None)
         return audit_in(pool, options)
+
+
+@contextlib.contextmanager
+def interrupted_by_sigterm() -> Any:
+    """SIGTERM ends a run as Ctrl-C does (its workers closed, its journal kept, its lock
+    given back), where this is the main thread."""
+    import signal
+
+    def interrupt(number: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {number}")
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 @dataclass
@@ -195,13 +212,24 @@ def open_journal(audit: Audit) -> None:
     (and traces) are journalled from now on as they come."""
     from audit.run.journal import Journal
 
-    audit.journal = Journal(audit.final, traces=audit.options.trace)
-    previous = audit.journal.previous() if audit.options.resume else []
+    audit.journal = Journal(audit.final, traces=audit.options.trace, run=run_identity(audit))
+    previous = audit.journal.resume() if audit.options.resume else []
     if not audit.options.resume:
         audit.journal.remove()
     audit.done = {row_unit_key(row) for row in previous}
     audit.rows = list(previous)
     audit.held.enter_context(audit.journal)
+
+
+def run_identity(audit: Audit) -> dict[str, Any]:
+    """What a journal's rows depend on: `--resume` refuses a journal whose run differs."""
+    options = audit.options
+    return {"env_id": audit.identity, "torch": audit.torch_version,
+            "selection": sorted(item.name for item in audit.scenarios),
+            "shard": list(options.shard) if options.shard else None,
+            "settings": options.settings, "also": options.also,
+            "devices": list(options.devices), "scenario_files": list(options.scenario_files),
+            "keep_tensors": options.keep_tensors}
 
 
 def run_units(audit: Audit) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from typing import Any
@@ -51,11 +52,19 @@ class Worker:
                               seconds=round(time.perf_counter() - started, 6), **extra)
 
 
+def _leave_to_parent(_number: int, _frame: Any) -> None:
+    """SIGINT in a worker: its parent decides (audit.run.pool.pool.Pool.close)."""
+
+
 def main() -> None:
     """Entry point of the child: job on stdin, events on the original stdout."""
     from audit.run.pool.priority import apply_from_environment
 
     priority = apply_from_environment()  # a background worker: before any thread starts
+    # Ctrl-C reaches the whole process group: the parent ends the run and kills its
+    # workers, so a worker dying of it first is not reported as a crash (a handler, not
+    # SIG_IGN, which processes a scenario starts would inherit).
+    signal.signal(signal.SIGINT, _leave_to_parent)
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # scenario prints go to stderr
     job = json.loads(sys.stdin.readline())  # the job; then units, one per line (Channel.units)

@@ -24,3 +24,8 @@ def journal_path(results: Path) -> Path:
 def trace_journal_path(results: Path) -> Path:
     """The traces of the run writing `results`, one line per traced unit (`run --trace`)."""
     return results.parent / f".{results.name}.traces-journal"
+
+
+def lock_path(folder: Path) -> Path:
+    """The lock a run holds on its output folder while it runs (audit.run.lock)."""
+    return folder / ".repro-audit.lock"

@@ -133,14 +133,13 @@ def test_a_killed_run_leaves_no_results_file_and_resume_completes_it(tmp_path: P
         time.sleep(0.1)
         journals = list(out.glob(".*.partial")) if out.exists() else []
         if journals:
-            journal_rows = len(journals[0].read_text(encoding="utf-8").splitlines())
+            journal_rows = len(journal_units(journals[0]))
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert 3 <= journal_rows < 8, "the run was not killed half-way"
     assert list(out.glob("*.jsonl")) == []  # nothing half-written is visible
     (journal,) = out.glob(".*.partial")
-    kept = [json.loads(line) for line in journal.read_text("utf-8").splitlines()
-            if line.endswith("}")]
+    kept = [row for unit in journal_units(journal) for row in unit["rows"]]
 
     completed = audit_cli(*arguments, "--resume")
     assert completed.returncode == 0, completed.stderr
@@ -150,3 +149,77 @@ def test_a_killed_run_leaves_no_results_file_and_resume_completes_it(tmp_path: P
     for row in kept:  # rows from before the kill are kept as they were, not run again
         assert row in rows
     assert not list(out.glob(".*.partial"))
+
+
+def journal_units(journal: Path) -> list[dict]:
+    """The whole unit records of a run's journal (audit.run.journal), one per line."""
+    units = []
+    for line in journal.read_text("utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # cut off as the run was killed
+        if record.get("record") == "unit":
+            units.append(record)
+    return units
+
+
+def start_slow_run(tmp_path: Path, *extra: str, session: bool = False
+                   ) -> tuple[subprocess.Popen, list[str], Path]:
+    """A run of the SLOW scenarios in a subprocess, once its journal holds a unit."""
+    scenarios = tmp_path / "slow.py"
+    scenarios.write_text(SLOW, encoding="utf-8")
+    out = tmp_path / "results"
+    arguments = ["run", "--scenarios", str(scenarios), "--select", "slow.*", "--devices", "cpu",
+                 "--out", str(out), *extra]
+    process = subprocess.Popen(audit_command(*arguments), cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, start_new_session=session)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        journals = list(out.glob(".*.partial")) if out.exists() else []
+        if journals and journal_units(journals[0]):
+            break
+        time.sleep(0.05)
+    return process, arguments, out
+
+
+def test_a_second_run_into_the_same_folder_refuses_and_the_first_keeps_its_rows(
+        tmp_path: Path) -> None:
+    first, arguments, out = start_slow_run(tmp_path)
+    second = audit_cli(*arguments[:-2], "--out", str(out), "--select", "slow.s0")
+    assert second.returncode == 2
+    assert second.stderr.count("\n") == 1
+    assert f"in use by another run (pid {first.pid} on host " in second.stderr
+    _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    _, rows = read_results(out)
+    assert sorted(row["scenario"] for row in rows) == [f"slow.s{i}" for i in range(8)]
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGINT to a process is POSIX")
+@pytest.mark.parametrize("group", [False, True], ids=["to-the-run", "to-its-process-group"])
+def test_ctrl_c_then_resume_keeps_no_crashed_row_and_refuses_other_settings(
+        tmp_path: Path, group: bool) -> None:
+    """SIGINT to the run alone, or to its workers too (Ctrl-C in a terminal)."""
+    process, arguments, out = start_slow_run(tmp_path, "--jobs", "3",
+                                             "--settings", "threads=1", session=group)
+    if group:
+        os.killpg(process.pid, signal.SIGINT)
+    else:
+        process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    (journal,) = out.glob(".*.partial")
+    units = journal_units(journal)
+    assert 1 <= len(units) < 8
+    assert all(row["status"] == "ok" for unit in units for row in unit["rows"]), units
+
+    other = audit_cli(*arguments[:-1], "threads=2", "--resume")
+    assert other.returncode == 2
+    assert other.stderr.count("\n") == 1 and "another run (settings:" in other.stderr
+
+    completed = audit_cli(*arguments, "--resume")
+    assert completed.returncode == 0, completed.stderr
+    _, rows = read_results(out)
+    assert sorted(row["scenario"] for row in rows) == [f"slow.s{i}" for i in range(8)]
+    assert all(row["status"] == "ok" for row in rows), rows

@@ -76,6 +76,7 @@ class Pool:
         """Every job of every task, side by side where the cores allow; returns when done."""
         tasks = self.scheduler.order(tasks)
         shared = self.shared
+        shared.closing = False  # (a pool closed before is open again)
         shared.servers.expect(task.hooks.child_environ(task.combo) for task in tasks
                               if task.pending)
         shared.done, shared.total = 0, sum(len(task.pending) for task in tasks)
@@ -140,12 +141,16 @@ class Pool:
         """Close every parked worker; kill those still at work (an interrupted run)."""
         shared = self.shared
         with self.lock:
+            shared.closing = True
             parked = shared.parking.clear()
             active, shared.active = list(shared.active), set()
         for child in active:
             child.kill()
         close_all(parked)
         shared.servers.close()
+        for thread in self.threads:  # none reports a unit once the caller goes on
+            thread.join(timeout=60)
+        self.threads = []
 
     def __enter__(self) -> Pool:
         return self

@@ -42,6 +42,8 @@ class Shared:
     done: int = 0  # jobs of the run in progress that ended, and how many it has
     total: int = 0
     background_units: int = 0  # units background workers finished, for the summary
+    # The pool is shutting down (an interrupted run): workers it kills are no finding.
+    closing: bool = False
 
     def start_child(self, key: str, environ: dict[str, str], header: dict[str, Any],
                     background: bool = False) -> Child:
@@ -63,7 +65,10 @@ class Shared:
 
     def fail(self, task: Task, jobs: list[Job], status: str, message: str,
              effective: dict[str, str]) -> None:
-        """These jobs of `task` ended without a result (under the lock)."""
+        """These jobs of `task` ended without a result (under the lock); not when the pool
+        is closing: it killed their workers itself, and they run again on --resume."""
+        if self.closing:
+            return
         for job in jobs:
             self.done += 1
             task.hooks.failed(job, status, message, effective)
@@ -95,7 +100,10 @@ def serve(shared: Shared, task: Task, background: bool = False) -> None:
             child = shared.start_child(key, environ, header, background)
         with shared.lock:
             shared.active.add(child)
-        keep = WorkerSession(shared, task, child).work()
+            closing = shared.closing  # started as the pool closed: nothing to do
+        if closing:
+            child.kill()
+        keep = not closing and WorkerSession(shared, task, child).work()
     except Exception as error:  # noqa: BLE001 - a bug here must not loop forever
         if child is not None:
             child.kill()
@@ -166,6 +174,8 @@ class WorkerSession:
                 return False
         while True:
             with self.lock:
+                if self.shared.closing:
+                    return False
                 if not task.pending or (child.background and not budget.wide):
                     return True
                 job = task.pending.popleft()
