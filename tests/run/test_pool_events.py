@@ -21,6 +21,7 @@ from audit.run.pool.events import (
     Finished,
     ProtocolError,
     Ready,
+    Seal,
     Started,
     decode,
 )
@@ -94,6 +95,34 @@ def test_the_reader_queues_events_errors_and_drops_a_line_cut_off_by_death() -> 
     assert isinstance(found[0], Ready) and found[2] == Started(unit=1)
     assert isinstance(found[1], ProtocolError) and "garbage" in str(found[1])
     assert found[3:] == [None]  # the cut-off line is no error: its exit says why
+
+
+def test_sealed_lines_decode_and_lines_without_the_workers_seal_do_not() -> None:
+    """The parent takes only lines sealed with the key it gave the worker, in order: a
+    line the scenario wrote to the pipe, one sealed with another key, or one replayed is a
+    breach that names itself."""
+    stream = io.StringIO()
+    seal = Seal()
+    channel = Channel(stream, key=seal.key)
+    channel.emit("start", unit=1)
+    channel.emit("finish", unit=1, rows=[], effective={}, seconds=0.5)
+    first, second = stream.getvalue().splitlines(keepends=True)
+    assert decode(first, seal) == Started(unit=1)
+    forged = emitted("finish", unit=1, rows=[], effective={}, seconds=0.5)
+    with pytest.raises(ProtocolError, match="did not write .*written by the scenario"):
+        decode(forged, seal)
+    other = io.StringIO()
+    Channel(other, key=b"k" * 32).emit("finish", unit=1, rows=[], effective={}, seconds=0.5)
+    with pytest.raises(ProtocolError, match="no valid seal"):
+        decode(other.getvalue(), seal)
+    with pytest.raises(ProtocolError, match="replayed or lost"):
+        decode(first, seal)  # line 0 again where line 1 is due
+    fresh = Seal(seal.key)
+    assert decode(first, fresh) == Started(unit=1)
+    assert isinstance(decode(second, fresh), Finished)
+    tampered = second.replace('"seconds": 0.5', '"seconds": 9.5')
+    with pytest.raises(ProtocolError, match="no valid seal"):
+        decode(tampered, Seal(seal.key))
 
 
 # --- a broken worker fails its unit --------------------------------------------------------

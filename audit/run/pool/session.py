@@ -232,6 +232,10 @@ class WorkerSession:
                 return started, ("crashed", f"worker broke the protocol: {error}")
             if event is None:
                 return started, ("crashed", child.exit_message())
+            if isinstance(event, (Started, Finished)) and event.unit != job.message()["id"]:
+                child.kill()  # a unit it was not given (one written into its stdin)
+                return started, ("crashed", f"worker broke the protocol: {event.name!r} event "
+                                            f"for unit {event.unit} during another unit")
             if isinstance(event, Started):
                 started = True
                 deadline.restart(timeout)
