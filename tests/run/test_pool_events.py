@@ -217,6 +217,17 @@ def test_an_event_out_of_turn_fails_the_unit() -> None:
                                              "during a unit")]
 
 
+def test_an_event_for_a_unit_the_worker_was_not_given_fails_the_unit() -> None:
+    """A finish for unit 5 while unit 0 runs: a unit a scenario wrote into the worker's
+    stdin, whose rows must not be filed under unit 0."""
+    child = Child(Started(unit=0), Finished(unit=5, rows=[], effective={}, seconds=0.1))
+    session, hooks, _ = session_of(child, 1)
+    assert session.work() is False
+    assert hooks.finished_units == [] and child.killed
+    assert hooks.failed_units == [(0, "crashed", "worker broke the protocol: 'finish' event "
+                                             "for unit 5 during another unit")]
+
+
 def test_a_worker_that_breaks_the_protocol_before_ready_fails_its_tasks_units() -> None:
     child = Child(ProtocolError("not a JSON line: hello"))
     child.effective = None
