@@ -173,6 +173,10 @@ class RunSettings:
                 raise Unavailable(f"{name}={value} did not take effect "
                                   f"(torch reports {self.effective[name]})")
 
+    def read_back(self) -> dict[str, str]:
+        """Every run setting and the thread count as in effect now (after a unit's runs)."""
+        return {**in_effect(RUN, self.requested), "threads": readback.threads("")}
+
     def restore(self) -> None:
         """Torch's state as before `apply`, last applied first."""
         for restore in reversed(self.restores):

@@ -3,7 +3,8 @@
 The parent (`audit.run.runner`) starts `python -m audit.run.worker` with the process settings in
 its environment and a job (one JSON line) on stdin, then units one JSON line each as it
 frees up (audit.run.channel). The worker answers on its original stdout, one JSON event per
-line; whatever scenarios print goes to stderr instead. Each unit runs under its run settings
+line, each sealed with a key the job brought (audit.run.pool.events.Seal); whatever scenarios
+print goes to stderr instead. Each unit runs under its run settings
 (audit.run.apply_settings), twice, or once traced in a pass after the audited runs
 (audit.run.unit_runs).
 """
@@ -68,7 +69,9 @@ def main() -> None:
     protocol = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # scenario prints go to stderr
     job = json.loads(sys.stdin.readline())  # the job; then units, one per line (Channel.units)
-    worker = Worker(job, Channel(protocol, more=sys.stdin), priority)
+    key = job.pop("seal", None)  # kept by the channel alone, out of the job scenarios see
+    channel = Channel(protocol, more=sys.stdin, key=bytes.fromhex(key) if key else None)
+    worker = Worker(job, channel, priority)
     try:
         worker.run()
     except Exception as error:  # noqa: BLE001 - reported to the parent, which decides

@@ -21,6 +21,7 @@ from audit.run.pool.events import (
     Finished,
     ProtocolError,
     Ready,
+    Seal,
     Started,
     decode,
 )
@@ -94,6 +95,34 @@ def test_the_reader_queues_events_errors_and_drops_a_line_cut_off_by_death() -> 
     assert isinstance(found[0], Ready) and found[2] == Started(unit=1)
     assert isinstance(found[1], ProtocolError) and "garbage" in str(found[1])
     assert found[3:] == [None]  # the cut-off line is no error: its exit says why
+
+
+def test_sealed_lines_decode_and_lines_without_the_workers_seal_do_not() -> None:
+    """The parent takes only lines sealed with the key it gave the worker, in order: a
+    line the scenario wrote to the pipe, one sealed with another key, or one replayed is a
+    breach that names itself."""
+    stream = io.StringIO()
+    seal = Seal()
+    channel = Channel(stream, key=seal.key)
+    channel.emit("start", unit=1)
+    channel.emit("finish", unit=1, rows=[], effective={}, seconds=0.5)
+    first, second = stream.getvalue().splitlines(keepends=True)
+    assert decode(first, seal) == Started(unit=1)
+    forged = emitted("finish", unit=1, rows=[], effective={}, seconds=0.5)
+    with pytest.raises(ProtocolError, match="did not write .*written by the scenario"):
+        decode(forged, seal)
+    other = io.StringIO()
+    Channel(other, key=b"k" * 32).emit("finish", unit=1, rows=[], effective={}, seconds=0.5)
+    with pytest.raises(ProtocolError, match="no valid seal"):
+        decode(other.getvalue(), seal)
+    with pytest.raises(ProtocolError, match="replayed or lost"):
+        decode(first, seal)  # line 0 again where line 1 is due
+    fresh = Seal(seal.key)
+    assert decode(first, fresh) == Started(unit=1)
+    assert isinstance(decode(second, fresh), Finished)
+    tampered = second.replace('"seconds": 0.5', '"seconds": 9.5')
+    with pytest.raises(ProtocolError, match="no valid seal"):
+        decode(tampered, Seal(seal.key))
 
 
 # --- a broken worker fails its unit --------------------------------------------------------
@@ -186,6 +215,17 @@ def test_an_event_out_of_turn_fails_the_unit() -> None:
     assert session.work() is False
     assert hooks.failed_units == [(0, "crashed", "worker broke the protocol: 'ready' event "
                                              "during a unit")]
+
+
+def test_an_event_for_a_unit_the_worker_was_not_given_fails_the_unit() -> None:
+    """A finish for unit 5 while unit 0 runs: a unit a scenario wrote into the worker's
+    stdin, whose rows must not be filed under unit 0."""
+    child = Child(Started(unit=0), Finished(unit=5, rows=[], effective={}, seconds=0.1))
+    session, hooks, _ = session_of(child, 1)
+    assert session.work() is False
+    assert hooks.finished_units == [] and child.killed
+    assert hooks.failed_units == [(0, "crashed", "worker broke the protocol: 'finish' event "
+                                             "for unit 5 during another unit")]
 
 
 def test_a_worker_that_breaks_the_protocol_before_ready_fails_its_tasks_units() -> None:

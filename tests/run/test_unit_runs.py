@@ -54,3 +54,43 @@ def test_a_failing_scenario_still_reports_its_settings() -> None:
     assert result.rows == [{"output": None, "status": "error", "error": "ValueError: bad"}]
     assert result.effective["deterministic"] == "on"
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def leave_globals_changed(ctx):
+    torch.set_default_dtype(torch.float64)
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True)
+    torch.set_flush_denormal(True)
+    torch.set_float32_matmul_precision("medium")
+    torch.backends.mkldnn.enabled = False
+    return {"x": torch.rand(3)}
+
+
+def test_a_scenario_that_leaves_global_state_changed_fails_and_the_state_comes_back() -> None:
+    threads = torch.get_num_threads()
+    result = run_unit(scenario(leave_globals_changed), unit())
+    (row,) = result.rows
+    assert row["status"] == "error"
+    for change in ("default_dtype float32 \u2192 float64", "deterministic off \u2192 on",
+                   "flush_denormal off \u2192 on", "mkldnn on \u2192 off",
+                   "matmul_precision highest \u2192 ", "and did not restore them"):
+        assert change in row["error"]
+    assert (f"threads {threads} \u2192 1" in row["error"]) == (threads != 1)
+    # every knob is back, and the rows say so: read back after the unit
+    assert torch.get_default_dtype() == torch.float32 and torch.get_num_threads() == threads
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert torch.backends.mkldnn.enabled and torch.get_float32_matmul_precision() == "highest"
+    assert result.effective["default_dtype"] == "float32"
+    assert result.effective["threads"] == str(threads)
+
+
+def test_a_scenario_that_restores_what_it_changed_is_ok() -> None:
+    def function(ctx):
+        torch.set_default_dtype(torch.float64)
+        try:
+            return {"x": torch.rand(2)}
+        finally:
+            torch.set_default_dtype(torch.float32)
+
+    (row,) = run_unit(scenario(function), unit()).rows
+    assert (row["status"], row["dtype"]) == ("ok", "float64")

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import IO, Any, Union
 
-from audit.run.pool.events import Event, Fatal, ProtocolError, decode
+from audit.run.pool.events import Event, Fatal, ProtocolError, Seal, decode
 from audit.run.pool.forkserver import ForkedProcess, ForkServers
 
 # What the reader thread queues: an event, a line that was none, or None once output closed.
@@ -38,6 +38,7 @@ class Child:
         self.effective: dict[str, str] | None = None  # process settings, from "ready"
         self.ran = 0  # units it finished
         self.spawned = time.monotonic()
+        self.seal = Seal()  # its key goes to the worker with the job; its lines must carry it
         self.forked = False  # whether a fork server started it
         self.background = False  # whether it runs at idle priority (audit.run.pool.priority)
         self._process: subprocess.Popen[bytes] | ForkedProcess | None = None
@@ -59,9 +60,9 @@ class Child:
             return
         finally:
             self._launched.set()
-        self.send(header)
+        self.send({**header, "seal": self.seal.key.hex()})
         assert self._process.stdout is not None
-        read_events(self._process.stdout, self.events)
+        read_events(self._process.stdout, self.events, self.seal)
 
     @property
     def process(self) -> subprocess.Popen[bytes] | ForkedProcess | None:
@@ -124,15 +125,17 @@ class Child:
         return f"worker exited with code {code}" + (f": {last_line}" if last_line else "")
 
 
-def read_events(stream: IO[bytes], events: queue.Queue[Item]) -> None:
-    """Every line of a worker's protocol stream, decoded, into `events`; then None."""
+def read_events(stream: IO[bytes], events: queue.Queue[Item], sealed: Seal | None = None
+                ) -> None:
+    """Every line of a worker's protocol stream, decoded, into `events`; then None.
+    With `sealed`, each line must carry the worker's seal (audit.run.pool.events)."""
     for line in stream:
         if not line.endswith(b"\n"):
             # Cut off where the worker died while writing: how it ended says more (its
             # exit code and stderr, from the None that follows) than half a line does.
             break
         try:
-            events.put(decode(line))
+            events.put(decode(line, sealed))
         except ProtocolError as error:
             events.put(error)
     events.put(None)

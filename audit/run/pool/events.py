@@ -5,11 +5,22 @@ ends are this very package, so anything else (not JSON, an unknown event, a fiel
 of the wrong type or not known) is a broken worker: `decode` raises `ProtocolError`, and
 the unit it was running fails with that message instead of waiting for a line that never
 comes.
+
+Every line is also sealed (`seal`): a keyed hash under a key the parent makes for each worker
+and hands it on stdin with the job, and a sequence number. Scenario code runs in the
+worker and can write to every descriptor it inherits, the protocol pipe included (it is
+listed in /proc/self/fd); a line it writes there has no valid seal, and fails the unit
+(`Seal.open`) instead of being taken for the worker's word. A line replayed or dropped
+breaks the sequence. This guards the channel against writes, not against code that goes
+through the worker's memory for the key.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
+import secrets
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, ClassVar, Union
 
@@ -95,14 +106,59 @@ SCHEMA: dict[str, dict[str, Check]] = {
 }
 
 
-def decode(line: bytes | str) -> Event:
-    """The event one line of a worker's protocol stream holds; ProtocolError if none."""
+def _mac(key: bytes, body: bytes) -> str:
+    return hashlib.blake2b(body, key=key, digest_size=16).hexdigest()
+
+
+MAC_CHARACTERS = 32  # hex digits of a seal
+
+
+def seal(key: bytes, number: int, message: dict[str, Any]) -> str:
+    """One protocol line (without its newline): the keyed hash of the body, then the body,
+    which carries the line's sequence number `number` in "seq"."""
+    body = json.dumps({**message, "seq": number}, sort_keys=True)
+    return f"{_mac(key, body.encode())} {body}"
+
+
+class Seal:
+    """The parent's end of one worker's seals: its key (sent in the job) and the sequence
+    number the next line must carry."""
+
+    def __init__(self, key: bytes | None = None) -> None:
+        self.key = key or secrets.token_bytes(32)
+        self.next = 0
+
+    def open(self, line: bytes | str) -> bytes:
+        """The body of a sealed line; ProtocolError when the seal is not the worker's."""
+        raw = line.encode() if isinstance(line, str) else line
+        mac, _, body = raw.partition(b" ")
+        if len(mac) != MAC_CHARACTERS or not hmac.compare_digest(
+                mac, _mac(self.key, body.rstrip(b"\n")).encode()):
+            raise ProtocolError("a line the worker did not write (no valid seal: written "
+                                f"by the scenario?): {shorten(raw)}")
+        return body
+
+    def count(self, number: Any) -> None:
+        """Check a sealed line's sequence number: a line replayed or lost is a breach."""
+        if number != self.next:
+            raise ProtocolError(f"sealed line {number!r} where line {self.next} was due "
+                                "(replayed or lost)")
+        self.next += 1
+
+
+def decode(line: bytes | str, sealed: Seal | None = None) -> Event:
+    """The event one line of a worker's protocol stream holds; ProtocolError if none.
+    With `sealed`, the line must carry the worker's seal and the next sequence number."""
+    if sealed is not None:
+        line = sealed.open(line)
     try:
         message = json.loads(line)
     except ValueError:
         raise ProtocolError(f"not a JSON line: {shorten(line)}") from None
     if not isinstance(message, dict):
         raise ProtocolError(f"not a JSON object: {shorten(line)}")
+    if sealed is not None:
+        sealed.count(message.pop("seq", None))
     name = message.pop("event", None)
     kind = KINDS.get(name) if isinstance(name, str) else None
     if kind is None:

@@ -242,6 +242,9 @@ class WorkerSession:
                 return started, ("crashed", f"worker broke the protocol: {error}")
             if event is None:
                 return started, ("crashed", child.exit_message())
+            if (breach := foreign_unit(event, job)) is not None:
+                child.kill()
+                return started, ("crashed", breach)
             if isinstance(event, Started):
                 started = True
                 deadline.restart(timeout)
@@ -273,3 +276,12 @@ class WorkerSession:
                 victims += list(task.pending)
                 task.pending.clear()
             self.shared.fail(task, victims, status, message, child.effective or {})
+
+
+def foreign_unit(event: Any, job: Job) -> str | None:
+    """Why `event` is about a unit the worker was not given (one a scenario wrote into its
+    stdin), or None."""
+    if isinstance(event, (Started, Finished)) and event.unit != job.message()["id"]:
+        return (f"worker broke the protocol: {event.name!r} event for unit {event.unit} "
+                "during another unit")
+    return None
