@@ -154,6 +154,14 @@ class Deadline:
         return False
 
 
+def unexpected(event: Any, when: str) -> Failure:
+    """Why a unit fails on an event that is not the one due: the worker gave up (fatal),
+    or broke the protocol."""
+    if isinstance(event, Fatal):
+        return "crashed", f"worker failed: {event.error}"
+    return "crashed", f"worker broke the protocol: {event.name!r} event {when}"
+
+
 class WorkerSession:
     """One worker serving one task, from its ready event to the end of its last unit."""
 
@@ -208,12 +216,9 @@ class WorkerSession:
             return "crashed", f"worker broke the protocol: {error}"
         if event is None:
             return "crashed", child.exit_message()
-        if isinstance(event, Fatal):
-            child.kill()
-            return "crashed", f"worker failed: {event.error}"
         if not isinstance(event, Ready):
             child.kill()
-            return "crashed", f"worker broke the protocol: {event.name!r} event before 'ready'"
+            return unexpected(event, "before 'ready'")
         child.effective = dict(event.effective)
         with self.lock:
             self.shared.estimates.worker_started(time.monotonic() - child.spawned)
@@ -256,10 +261,7 @@ class WorkerSession:
                 return True, None
             else:
                 child.kill()
-                if isinstance(event, Fatal):
-                    return started, ("crashed", f"worker failed: {event.error}")
-                return started, ("crashed", f"worker broke the protocol: {event.name!r} "
-                                            "event during a unit")
+                return started, unexpected(event, "during a unit")
 
     def fail(self, job: Job | None, started: bool, status: str, message: str) -> None:
         """The job that was running failed. A worker that died before it ran anything
