@@ -15,6 +15,7 @@ from audit.config.settings import SETTINGS
 from audit.judge.axes import DEVICE, PLATFORM, SETTING_PREFIX, TORCH, value_order
 from audit.judge.cells import AxisCell, DistanceCache, compare_pair
 from audit.judge.frames import setting_columns
+from audit.judge.platforms import PairCoverage, user_view
 from audit.trace.origin import Origins
 
 
@@ -51,6 +52,8 @@ class AxisTable:
     values: list[str]
     reference: str
     cells: dict[tuple[str, str], dict[str, AxisCell]] = field(default_factory=dict)
+    # Along the machine axis: every pair of machines, what it compared and what it left out.
+    pairs: list[PairCoverage] = field(default_factory=list)
 
     def breaking(self) -> list[tuple[str, str]]:
         """Outputs that differ at some value, sorted."""
@@ -64,13 +67,17 @@ class AxisTable:
 
 def compare_axis(cells: pd.DataFrame, axis: str, axes: list[str], cache: DistanceCache,
                  origins: Origins | None = None) -> AxisTable:
-    """Compare each output at every axis value with the same output at the reference value."""
+    """Compare each output at every axis value with the same output at the reference value
+    (across machines also as a user gets each: `audit.judge.platforms`)."""
     values = axis_values(cells, axis)
     table = AxisTable(axis=axis, values=values, reference=values[0])
     context = axis_context(axis, axes)
+    also = None
+    if axis == PLATFORM:
+        cells, also = user_view(cells, context)
     for value in values[1:]:
         for key, cell in compare_pair(cells, axis, context, values[0], value, cache,
-                                      origins).items():
+                                      origins, also).items():
             row = table.cells.setdefault(key, {})
             row[value] = cell
             reference = row.setdefault(values[0], AxisCell())
