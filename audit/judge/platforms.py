@@ -114,15 +114,19 @@ def pair_coverage(data: pd.DataFrame, comparable: pd.DataFrame, context: list[st
     usable = {machine: set(zip(*(comparable.loc[comparable[PLATFORM] == machine, column]
                                  .astype(object) for column in ("scenario", "output"))))
               for machine in machines}
+    ran = {machine: {scenario for scenario, _ in produced[machine]} for machine in machines}
     coverage = []
     for first, second in combinations(machines, 2):
-        shared = {key for key in produced[first] & produced[second] if isinstance(key[1], str)}
+        # an output of one machine whose scenario the other ran (and failed) is shared too
+        shared = {key for key in produced[first] | produced[second]
+                  if isinstance(key[1], str) and key[0] in ran[first] & ran[second]}
         merged = matched_pairs(comparable, PLATFORM, context, first, second, also)
         compared = set(zip(merged["scenario"].astype(object), merged["output"].astype(object)))
         left_out: dict[str, int] = {}
         for key in shared - compared:
             if key not in usable[first] or key not in usable[second]:
-                reason = "no repeatable value on one machine (error, skipped or nondeterministic)"
+                reason = ("no value to compare on one machine (an error, unavailable, or "
+                          "not repeatable run to run)")
             else:
                 reason = "no cell where the other axes match (torch release, device, threads, " \
                          "a setting pinned on one machine only)"

@@ -89,11 +89,12 @@ def machine_pairs(axis_table: AxisTable) -> list[str]:
         rows.append([escape(pair.first), escape(pair.second),
                      " / ".join(escape(value) for value in pair.automatic),
                      str(pair.shared), str(pair.compared), why or "none"])
-    return ["Every pair of machines compares the outputs both produced: like for like, and "
+    return ["Every pair of machines compares the outputs of the scenarios both ran: like "
+            "for like, and "
             "as a user gets each (one torch release whatever its build label, each machine "
             "at the cpu_capability its torch picks by itself, a setting that does not apply "
             "on one machine set aside).", "",
-            table(["machine", "machine", "automatic cpu_capability", "outputs both produced",
+            table(["machine", "machine", "automatic cpu_capability", "outputs of both",
                    "compared", "left out, and why"], rows), ""]
 
 
