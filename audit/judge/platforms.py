@@ -66,20 +66,26 @@ def as_user_gets(name: str, value: str, automatic_capability: str) -> str:
 
 def user_view(cells: pd.DataFrame, context: list[str]) -> tuple[pd.DataFrame, list[str]]:
     """`cells` with a view column per setting of `context`, and the context that uses them."""
-    viewed = cells.copy()
-    automatic = (cells[AUTOMATIC_CAPABILITY].astype(object).to_numpy()
-                 if AUTOMATIC_CAPABILITY in cells.columns else np.full(len(cells), "unknown"))
-    also = []
+    automatic, automatic_values = pd.factorize(
+        cells[AUTOMATIC_CAPABILITY].astype(object).to_numpy()
+        if AUTOMATIC_CAPABILITY in cells.columns else np.full(len(cells), "unknown"))
+    also, views = [], {}
     for column in context:
         if not column.startswith(SETTING_PREFIX):
             also.append(column)
             continue
         name = column[len(SETTING_PREFIX):]
-        viewed[VIEW_PREFIX + column] = [
-            as_user_gets(name, str(value), str(auto))
-            for value, auto in zip(cells[column].astype(object).to_numpy(), automatic)]
+        # by codes: each (value, automatic capability) combination is read once
+        codes, values = pd.factorize(cells[column].astype(object).to_numpy())
+        combined, combinations_found = pd.factorize(codes * len(automatic_values) + automatic)
+        read = [as_user_gets(name, str(values[code // len(automatic_values)]),
+                             str(automatic_values[code % len(automatic_values)]))
+                for code in combinations_found]
+        view_codes, view_values = pd.factorize(pd.Index(read, dtype=object))
+        views[VIEW_PREFIX + column] = pd.Categorical.from_codes(
+            view_codes[combined], pd.Index(view_values, dtype=object))
         also.append(VIEW_PREFIX + column)
-    return viewed, also
+    return cells.assign(**views), also
 
 
 @dataclass

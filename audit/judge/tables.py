@@ -39,8 +39,8 @@ def reference_first(cells: pd.DataFrame, axis: str, context: list[str],
                     values: list[str]) -> list[str]:
     """`values` with the reference first: the first that meets another value in some
     context (cpu_capability `default` of one machine alone meets nothing on another)."""
-    keys = {value: set(cells.loc[cells[axis] == value, context].drop_duplicates()
-                       .itertuples(index=False, name=None)) for value in values}
+    groups = cells.groupby(context, observed=True, sort=False, dropna=False).ngroup()
+    keys = {value: set(groups[cells[axis] == value].unique()) for value in values}
     for value in values:
         if any(keys[value] & keys[other] for other in values if other != value):
             return [value] + [other for other in values if other != value]
