@@ -7,6 +7,7 @@ from pathlib import Path
 
 from audit.judge.axes import CAPABILITY, PLATFORM, TORCH
 from audit.judge.compare import compare, frame
+from audit.judge.pin import what_to_pin
 from audit.judge.platforms import as_user_gets, merge_build_labels, release
 from audit.store.results import read_all
 
@@ -59,3 +60,11 @@ def test_a_pinned_capability_alone_meets_nothing_across_machines() -> None:
     table = result.tables[PLATFORM]
     other = next(value for value in table.values if value != table.reference)
     assert table.cells[("rng.rand", "generator_large")][other].groups == 1
+
+
+def test_what_to_pin_across_machines_counts_the_same_comparisons() -> None:
+    """The pin counts along the machine axis group cells as its table does (as a user
+    gets each machine): 40 outputs compared, 3 differing, not 0 of 0."""
+    result = compare(files("linux-x86_64", "linux-aarch64"))
+    (machine,) = [pins for pins in what_to_pin(result) if pins.axis == PLATFORM]
+    assert (machine.compared, machine.differing) == (40, 3)
