@@ -87,14 +87,38 @@ def _stored_sample(sample: Any, stored: str | None) -> Sample | None:
         return None
 
 
-def compare_pair(cells: pd.DataFrame, axis: str, context: list[str], before: str, after: str,
-                 cache: DistanceCache, origins: Origins | None = None
-                 ) -> dict[tuple[str, str], AxisCell]:
-    """Each output at `after` against the same output at `before`, other axes equal."""
-    columns = context + ["digest", "sample", "stored", "file", "trace_key"]
+PAYLOAD = ["digest", "sample", "stored", "file", "trace_key"]
+
+
+def matched_pairs(cells: pd.DataFrame, axis: str, context: list[str], before: str,
+                  after: str, also: list[str] | None = None) -> pd.DataFrame:
+    """The cells at `before` and `after` that meet, side by side (`_a`, `_b`): those equal
+    in every `context` column, and with `also` (another list of columns, across machines
+    what a user gets: `audit.judge.platforms`) those equal in every `also` column too,
+    each pair of cells once."""
+    columns = context + PAYLOAD
     left = cells.loc[cells[axis] == before, columns]
     right = cells.loc[cells[axis] == after, columns]
     merged = left.merge(right, on=context, suffixes=("_a", "_b"))
+    if not also:
+        return merged
+    kept = ["scenario", "output"] + [f"{name}_{side}" for name in PAYLOAD + ["row"]
+                                     for side in "ab"]
+    parts = []
+    for on in (context, also):
+        sides = [cells.loc[cells[axis] == value, list(dict.fromkeys(on + PAYLOAD))]
+                 .assign(row=lambda part: part.index) for value in (before, after)]
+        parts.append(sides[0].merge(sides[1], on=on, suffixes=("_a", "_b"))[kept])
+    return (pd.concat(parts, ignore_index=True)
+            .drop_duplicates(["row_a", "row_b"], ignore_index=True))
+
+
+def compare_pair(cells: pd.DataFrame, axis: str, context: list[str], before: str, after: str,
+                 cache: DistanceCache, origins: Origins | None = None,
+                 also: list[str] | None = None) -> dict[tuple[str, str], AxisCell]:
+    """Each output at `after` against the same output at `before`, other axes equal (or,
+    given `also`, equal in those columns instead: see `matched_pairs`)."""
+    merged = matched_pairs(cells, axis, context, before, after, also)
     differs = merged["digest_a"].to_numpy(dtype=object) != merged["digest_b"].to_numpy(
         dtype=object)
     counts = (pd.DataFrame({"scenario": merged["scenario"].to_numpy(dtype=object),

@@ -29,6 +29,7 @@ from audit.judge.axes import (
 )
 from audit.judge.cells import AxisCell, DistanceCache, compare_pair, worse
 from audit.judge.frames import NOT_RECORDED, file_frame, frame, join_frames, setting_columns
+from audit.judge.platforms import merge_build_labels, pair_coverage, user_view
 from audit.judge.tables import (
     AxisTable,
     ChangelogStep,
@@ -98,7 +99,7 @@ def find_conflicts(cells: pd.DataFrame, axis_columns: list[str]) -> pd.DataFrame
 
 def compare(files: Iterable[ResultsFile], data: pd.DataFrame | None = None) -> Comparison:
     """Classify every cell; `data` is the files' frame when the caller built it already."""
-    data = frame(files) if data is None else data
+    data = merge_build_labels(frame(files) if data is None else data)
     with_value = data[(data["status"] == "ok") & data["output"].notna()]
     # repeatable None: run once (a pytest test without the repeat marker), compared as is
     comparable = with_value[with_value["repeatable"] != False]  # noqa: E712 - pandas mask
@@ -110,6 +111,10 @@ def compare(files: Iterable[ResultsFile], data: pd.DataFrame | None = None) -> C
     cache, origins = DistanceCache(), Origins()
     tables = {axis: compare_axis(comparable, axis, axes, cache, origins) for axis in axes}
     steps = changelog(comparable, axes, cache, origins, tables.get(TORCH))
+    if PLATFORM in tables:
+        context = axis_context(PLATFORM, axes)
+        viewed, also = user_view(comparable, context)
+        tables[PLATFORM].pairs = pair_coverage(data, viewed, context, also)
     outputs = sorted({(s, o) for s, o in zip(with_value["scenario"], with_value["output"])})
     nondeterministic = with_value[with_value["repeatable"] == False]  # noqa: E712
     problems = data[data["status"] != "ok"]

@@ -20,11 +20,14 @@ from audit.judge.axes import DEVICE, PLATFORM, SETTING_PREFIX, TORCH
 from audit.store.results import ResultsFile, row_columns
 from audit.store.traces import trace_key, traces_path
 
-NOT_RECORDED = "not recorded"  # a setting this version does not know, absent from a file
+NOT_RECORDED = "not recorded"
+# The cpu_capability torch picks by itself in a file's environment (its header's reading,
+# taken with no capability requested): the machine's automatic choice, "unknown" unrecorded.
+AUTOMATIC_CAPABILITY = "auto_capability"  # a setting this version does not know, absent from a file
 
 # Columns with few distinct values: categorical, so a million rows stay small and fast.
 CATEGORICAL = ("scenario", "output", "status", "digest", "dtype", "env_id", TORCH, DEVICE,
-               PLATFORM, "file")
+               PLATFORM, "file", AUTOMATIC_CAPABILITY)
 OBJECT_COLUMNS = ("repeatable", "error", "sample", "stored", "trace_key")
 
 
@@ -131,6 +134,8 @@ def file_frame(item: ResultsFile) -> pd.DataFrame:
     columns[PLATFORM] = _constant(platform_label(environment) if environment else "unknown",
                                   count)
     columns["file"] = _constant(str(item.path), count)
+    columns[AUTOMATIC_CAPABILITY] = _constant(
+        str(environment.get("cpu_capability") or "unknown").lower(), count)
     framed = pd.DataFrame(columns, index=pd.RangeIndex(count))
     framed.attrs["assumed"] = assumed
     return framed

@@ -25,8 +25,9 @@ import pandas as pd
 
 from audit.config.settings import NOT_APPLICABLE, SETTINGS
 from audit.errors import UserError
-from audit.judge.axes import SETTING_PREFIX, value_order
+from audit.judge.axes import PLATFORM, SETTING_PREFIX, value_order
 from audit.judge.compare import Comparison
+from audit.judge.platforms import user_view
 from audit.judge.tables import AxisTable, axis_context
 
 # A value is suggested only where its comparisons include at least this share of the
@@ -94,8 +95,13 @@ def what_to_pin(result: Comparison) -> list[AxisPins]:
     """For every axis with breaking outputs, in `result.axes` order."""
     if result.comparable is None:
         return []
-    cells = Coded(result.comparable)
-    return [axis_pins(cells, axis, result.axes, result.tables[axis].reference)
+    comparable, grouping = result.comparable, {}
+    if PLATFORM in result.axes:  # across machines as a user gets each (audit.judge.platforms)
+        comparable, grouping[PLATFORM] = user_view(
+            comparable, axis_context(PLATFORM, result.axes))
+    cells = Coded(comparable)
+    return [axis_pins(cells, axis, result.axes, result.tables[axis].reference,
+                      grouping.get(axis))
             for axis in result.axes if _breaks(result.tables[axis])]
 
 
@@ -205,14 +211,17 @@ def comparisons(cells: Coded, axis: str, context: list[str], reference: str) -> 
     return Comparisons(outputs, differs, rows, bound)
 
 
-def axis_pins(cells: Coded, axis: str, axes: list[str], reference: str) -> AxisPins:
+def axis_pins(cells: Coded, axis: str, axes: list[str], reference: str,
+              grouping: list[str] | None = None) -> AxisPins:
     """The break along `axis` (against `reference`, as its table), and under each pin.
 
     A setting in the axis' context has one value per comparison, so the break with S = v
-    is the break over the comparisons whose context has S = v.
+    is the break over the comparisons whose context has S = v. `grouping`: the columns
+    that make a context where they are not the axis' context columns themselves (across
+    machines, the settings as a user gets them); pins are still named by the settings.
     """
     context = axis_context(axis, axes)
-    found = comparisons(cells, axis, context, reference)
+    found = comparisons(cells, axis, grouping or context, reference)
     broken = _any_per_output(found, found.differs)
     candidates = [name for name in context if name.startswith(SETTING_PREFIX)]
     compared = _any_per_output(found, np.ones(len(found.differs), dtype=bool))

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from audit.config.settings import SETTINGS
+from audit.config.settings import NOT_APPLICABLE, SETTINGS
 from audit.judge.axes import DEVICE, PLATFORM, SETTING_PREFIX, TORCH, value_order
 from audit.judge.cells import AxisCell, DistanceCache, compare_pair
 from audit.judge.frames import setting_columns
+from audit.judge.platforms import PairCoverage, user_view
 from audit.trace.origin import Origins
 
 
@@ -22,11 +23,28 @@ def axes_of(data: pd.DataFrame) -> list[str]:
     """Axes whose values vary among the comparable cells, in a fixed order."""
     candidates = [TORCH, DEVICE, PLATFORM] + setting_columns(data)
     return [axis for axis in candidates
-            if axis in data.columns and data[axis].nunique(dropna=True) > 1]
+            if axis in data.columns and len(axis_values(data, axis)) > 1]
 
 
 def axis_values(cells: pd.DataFrame, axis: str) -> list[str]:
-    return sorted(cells[axis].dropna().unique(), key=lambda v: value_order(axis, v))
+    """The values along `axis`, in order; a setting's n/a (it does not apply on some
+    machine or device) is no value to compare along it."""
+    values = cells[axis].dropna().unique()
+    if axis.startswith(SETTING_PREFIX):
+        values = [value for value in values if value != NOT_APPLICABLE]
+    return sorted(values, key=lambda v: value_order(axis, v))
+
+
+def reference_first(cells: pd.DataFrame, axis: str, context: list[str],
+                    values: list[str]) -> list[str]:
+    """`values` with the reference first: the first that meets another value in some
+    context (cpu_capability `default` of one machine alone meets nothing on another)."""
+    groups = cells.groupby(context, observed=True, sort=False, dropna=False).ngroup()
+    keys = {value: set(groups[cells[axis] == value].unique()) for value in values}
+    for value in values:
+        if any(keys[value] & keys[other] for other in values if other != value):
+            return [value] + [other for other in values if other != value]
+    return values
 
 
 def axis_context(axis: str, axes: list[str]) -> list[str]:
@@ -51,6 +69,8 @@ class AxisTable:
     values: list[str]
     reference: str
     cells: dict[tuple[str, str], dict[str, AxisCell]] = field(default_factory=dict)
+    # Along the machine axis: every pair of machines, what it compared and what it left out.
+    pairs: list[PairCoverage] = field(default_factory=list)
 
     def breaking(self) -> list[tuple[str, str]]:
         """Outputs that differ at some value, sorted."""
@@ -64,13 +84,19 @@ class AxisTable:
 
 def compare_axis(cells: pd.DataFrame, axis: str, axes: list[str], cache: DistanceCache,
                  origins: Origins | None = None) -> AxisTable:
-    """Compare each output at every axis value with the same output at the reference value."""
-    values = axis_values(cells, axis)
-    table = AxisTable(axis=axis, values=values, reference=values[0])
+    """Compare each output at every axis value with the same output at the reference value
+    (across machines also as a user gets each: `audit.judge.platforms`)."""
     context = axis_context(axis, axes)
+    values = axis_values(cells, axis)
+    if axis.startswith(SETTING_PREFIX):
+        values = reference_first(cells, axis, context, values)
+    table = AxisTable(axis=axis, values=values, reference=values[0])
+    also = None
+    if axis == PLATFORM:
+        cells, also = user_view(cells, context)
     for value in values[1:]:
         for key, cell in compare_pair(cells, axis, context, values[0], value, cache,
-                                      origins).items():
+                                      origins, also).items():
             row = table.cells.setdefault(key, {})
             row[value] = cell
             reference = row.setdefault(values[0], AxisCell())

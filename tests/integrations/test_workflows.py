@@ -30,7 +30,8 @@ WORKFLOWS = ROOT / ".github" / "workflows"
 AUDIT_WORKFLOW = WORKFLOWS / "audit.yml"
 TESTS_WORKFLOW = WORKFLOWS / "tests.yml"
 CI_MATRIX = ROOT / "matrices" / "ci.toml"
-HOSTED = ["ubuntu-latest", "macos-14", "windows-latest"]
+HOSTED = ["ubuntu-latest", "ubuntu-24.04-arm", "macos-14", "windows-latest"]
+ARM_RUNNERS = {"ubuntu-24.04-arm", "macos-14"}  # aarch64 Linux and arm64 macOS
 
 
 # --- actionlint -------------------------------------------------------------------------
@@ -186,6 +187,17 @@ def test_tests_workflow_runs_the_developer_sessions() -> None:
     assert environment(workflow, job, tests)["REPRO_AUDIT_MATRIX"] == "matrices/ci.toml"
 
 
+def test_arm_runners_run_the_tests_and_the_audit() -> None:
+    """GitHub's aarch64 Linux runner beside the arm64 Mac: the tests run there, and the
+    scheduled audit gives the report's machine axis an Arm Linux machine."""
+    (job,) = load_workflow(TESTS_WORKFLOW)["jobs"].values()
+    assert set(job["strategy"]["matrix"]["os"]) >= ARM_RUNNERS
+    jobs = job_matrix(CI_MATRIX)["include"]
+    arm_jobs = [entry for entry in jobs if entry["runner"] == "ubuntu-24.04-arm"]
+    assert len(arm_jobs) == len(matrix_file.load(CI_MATRIX).torch)
+    assert all(entry["devices"] == "cpu" for entry in arm_jobs)
+
+
 # --- the job matrix -----------------------------------------------------------------------
 
 def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -274,7 +286,8 @@ def test_hosted_runner_devices_come_from_ci_devices(tmp_path: Path) -> None:
     path.write_text(with_ci(CI_MATRIX.read_text(encoding="utf-8"), '\nmacos-14 = ["cpu"]\n',
                             '\nmacos-14 = ["cpu", "mps"]\n'), encoding="utf-8")
     devices = {job["os"]: job["devices"] for job in job_matrix(path)["include"]}
-    assert devices == {"ubuntu-latest": "cpu", "macos-14": "cpu,mps", "windows-latest": "cpu"}
+    assert devices == {"ubuntu-latest": "cpu", "ubuntu-24.04-arm": "cpu", "macos-14": "cpu,mps",
+                       "windows-latest": "cpu"}
 
 
 def test_jobs_audit_only_the_matrix_devices(tmp_path: Path) -> None:

@@ -64,8 +64,9 @@ def axis_section(axis_table: AxisTable, pages: dict[str, str] | None,
     breaking = axis_table.breaking()
     body = axis_body(axis_table)
     title = axis_title(axis_table.axis)
+    pairs = machine_pairs(axis_table)
     if pages is None or len(breaking) <= page_from:
-        return [f"## Across {escape(title)}", ""] + body
+        return [f"## Across {escape(title)}", ""] + pairs + body
     name = axis_page_name(axis_table.axis)
     pages[name] = "\n".join([f"# Across {escape(title)}", "",
                              "[Back to the report](README.md)", ""] + body).rstrip() + "\n"
@@ -74,7 +75,27 @@ def axis_section(axis_table: AxisTable, pages: dict[str, str] | None,
             f"{len(breaking)} of {len(axis_table.cells)} outputs differ from their value at "
             f"**{escape(value_label(axis_table.axis, axis_table.reference))}**, in the families "
             f"{short_list(families, 12)}: "
-            f"the table is on its own page, [{name}]({name}).", ""]
+            f"the table is on its own page, [{name}]({name}).", ""] + pairs
+
+
+def machine_pairs(axis_table: AxisTable) -> list[str]:
+    """Along the machine axis, every pair of machines: how many of the outputs both
+    produced it compared, and why it left any out (`audit.judge.platforms`)."""
+    if axis_table.axis != PLATFORM or not axis_table.pairs:
+        return []
+    rows = []
+    for pair in axis_table.pairs:
+        why = "; ".join(f"{count}: {reason}" for reason, count in pair.left_out.items())
+        rows.append([escape(pair.first), escape(pair.second),
+                     " / ".join(escape(value) for value in pair.automatic),
+                     str(pair.shared), str(pair.compared), why or "none"])
+    return ["Every pair of machines compares the outputs of the scenarios both ran: like "
+            "for like, and "
+            "as a user gets each (one torch release whatever its build label, each machine "
+            "at the cpu_capability its torch picks by itself, a setting that does not apply "
+            "on one machine set aside).", "",
+            table(["machine", "machine", "automatic cpu_capability", "outputs of both",
+                   "compared", "left out, and why"], rows), ""]
 
 
 def axis_body(axis_table: AxisTable) -> list[str]:
