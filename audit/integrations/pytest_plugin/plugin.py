@@ -32,6 +32,7 @@ import pytest
 from audit.errors import UserError
 from audit.integrations.pytest_plugin.store import (
     PAYLOAD,
+    STRICT_FAILURE,
     Options,
     Store,
     files_of,
@@ -60,6 +61,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write a results file to DIR for `repro-audit report` / `diff`")
     group.addoption("--repro-twice", action="store_true",
                     help="run every test using the repro fixture twice, as @pytest.mark.repro")
+    group.addoption("--repro-allow", metavar="AXES", default=None,
+                    help="with --repro-check: axes along which a value may differ from the "
+                         "nearest baseline of another environment or settings "
+                         "(threads,cpu_capability,torch,...; ini repro_allow)")
+    group.addoption("--repro-strict", action="store_true", default=None,
+                    help="with --repro-check: fail when an output has no baseline in any "
+                         "environment (ini repro_strict)")
+    parser.addini("repro_allow", "axes --repro-check lets differ (see --repro-allow)",
+                  type="args", default=[])
+    parser.addini("repro_strict", "fail on outputs without baseline (see --repro-strict)",
+                  type="bool", default=False)
+
+
+def _allowed(config: pytest.Config) -> frozenset[str]:
+    given = config.getoption("repro_allow")
+    names = given.split(",") if given is not None else [
+        part for item in config.getini("repro_allow") for part in str(item).split(",")]
+    return frozenset(name.strip() for name in names if name.strip())
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -71,7 +90,10 @@ def pytest_configure(config: pytest.Config) -> None:
                       update=config.getoption("repro_update"),
                       check_against=config.getoption("repro_check"),
                       results=config.getoption("repro_results"),
-                      twice=config.getoption("repro_twice"))
+                      twice=config.getoption("repro_twice"),
+                      allow=_allowed(config),
+                      strict=bool(config.getoption("repro_strict")
+                                  or config.getini("repro_strict")))
     problem = options.problem()
     if problem:
         raise pytest.UsageError(problem)
@@ -298,6 +320,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             lines.append(f"repro-audit: wrote {rows} rows to {store.options.results}/ "
                          f"({', '.join(sorted(names))})")
         lines += finish(store.options, files)
+        if any(line.startswith(STRICT_FAILURE) for line in lines):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     except UserError as error:
         lines = [f"repro-audit: error: {error}"]
         session.exitstatus = pytest.ExitCode.USAGE_ERROR
