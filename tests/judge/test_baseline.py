@@ -153,18 +153,27 @@ def test_other_settings_are_the_nearest_reference_naming_the_axis(tmp_path: Path
     two = {**SETTINGS, "threads": "2"}
     save([results(tmp_path / "old", ENV, [support.value_row(
         "rng.randn", "large", large(), ENV, settings=two)])], tmp_path / "baselines")
-    other = "cccc000000000003"  # another machine, the same versions: threads and machine
+    other = "cccc000000000003"  # the env-id hashes the thread count too
     new = results(tmp_path / "new", other, [value_row("rng.randn", "large",
                                                       shifted(large(), [3], 2), other)])
     result = check([new], tmp_path / "baselines")
     (regression,) = result.regressions
-    assert regression.axes == (("threads", "2", "1"), ("machine", ENV, other))
-    assert format_check(result)[0] == (
-        f"baseline env {ENV} → env {other}: threads 2 → 1, machine {ENV} → {other}")
+    assert regression.axes == (("threads", "2", "1"),)
+    assert format_check(result)[0] == f"baseline env {ENV} → env {other}: threads 2 → 1"
     assert check([new], tmp_path / "baselines",
-                 allow=frozenset({"threads"})).exit_code == 1  # the machine is not allowed
+                 allow=frozenset({"cpu_capability"})).exit_code == 1
+    assert check([new], tmp_path / "baselines", allow=frozenset({"threads"})).exit_code == 0
+
+
+def test_another_machine_alike_in_all_else_is_the_axis_named(tmp_path: Path) -> None:
+    save([results(tmp_path / "old", ENV, standard_rows(ENV))], tmp_path / "baselines")
+    other = "dddd000000000004"
+    changed = shifted(large(), [3], 1)
+    new = results(tmp_path / "new", other, standard_rows(other, big=changed))
+    result = check([new], tmp_path / "baselines")
+    assert result.regressions[0].axes == (("machine", ENV, other),)
     assert check([new], tmp_path / "baselines",
-                 allow=frozenset({"threads", "machine"})).exit_code == 0
+                 allow=frozenset({"machine"})).exit_code == 0
 
 
 def test_the_nearest_reference_is_the_one_differing_on_fewest_axes(tmp_path: Path) -> None:

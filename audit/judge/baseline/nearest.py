@@ -3,7 +3,7 @@
 A value checked in an environment or under settings the baseline folder never saw is
 compared with the same test's same output saved elsewhere: the reference that differs on
 the fewest axes (a setting, the device, torch / numpy / Python / OS / CPU, or, when none of
-those differ, the machine), ties broken by the reference's key so the choice is stable.
+those differ but the env-id does, the machine), ties broken by the reference's key so the choice is stable.
 """
 
 from __future__ import annotations
@@ -53,8 +53,9 @@ def differing_axes(reference: Key, reference_env: dict[str, Any], key: Key,
     for name in ENVIRONMENT_AXES:
         if reference_env.get(name) != env.get(name):
             axes.append((name, str(reference_env.get(name)), str(env.get(name))))
-    if reference.env_id != key.env_id and not any(
-            axis in ENVIRONMENT_AXES for axis, _, _ in axes):
+    if reference.env_id != key.env_id and not axes:
+        # The env-id also hashes what a setting changes (the thread count in torch's parallel
+        # info): the machine is named only when nothing else explains the other env-id.
         axes.append(("machine", reference.env_id, key.env_id))
     return tuple(axes)
 
