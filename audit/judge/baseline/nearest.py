@@ -3,7 +3,8 @@
 A value checked in an environment or under settings the baseline folder never saw is
 compared with the same test's same output saved elsewhere: the reference that differs on
 the fewest axes (a setting, the device, torch / numpy / Python / OS / CPU, or, when none of
-those differ but the env-id does, the machine), ties broken by the reference's key so the choice is stable.
+those differ but the env-id does, the machine), ties broken by the reference's key so the
+choice is stable.
 """
 
 from __future__ import annotations
