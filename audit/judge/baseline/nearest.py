@@ -41,16 +41,20 @@ def describe_axes(axes: tuple[Axis, ...]) -> str:
         "same environment and settings"
 
 
+def settings_axes(was_key: str, now_key: str) -> tuple[Axis, ...]:
+    """The settings that differ between two sorted-JSON settings keys."""
+    was, now = json.loads(was_key), json.loads(now_key)
+    return tuple((name, str(was.get(name)), str(now.get(name)))
+                 for name in sorted(set(was) | set(now)) if was.get(name) != now.get(name))
+
+
 def differing_axes(reference: Key, reference_env: dict[str, Any], key: Key,
                    env: dict[str, Any]) -> tuple[Axis, ...]:
     """The axes along which `reference` (saved in `reference_env`) and `key` differ."""
     axes: list[Axis] = []
     if reference.device != key.device:
         axes.append(("device", reference.device, key.device))
-    was, now = json.loads(reference.settings), json.loads(key.settings)
-    for name in sorted(set(was) | set(now)):
-        if was.get(name) != now.get(name):
-            axes.append((name, str(was.get(name)), str(now.get(name))))
+    axes += settings_axes(reference.settings, key.settings)
     for name in ENVIRONMENT_AXES:
         if reference_env.get(name) != env.get(name):
             axes.append((name, str(reference_env.get(name)), str(env.get(name))))
