@@ -96,3 +96,31 @@ def test_new(repro):
             "has a baseline of it") in strict.stdout.lines
     pytester.makeini("[pytest]\nrepro_strict = true\nrepro_allow = threads\n")
     assert session("--repro-check", "b").ret == pytest.ExitCode.TESTS_FAILED
+
+
+def test_names_do_not_move_with_a_baseline_folder_outside_the_tree(
+        pytester, session, tmp_path_factory, monkeypatch, threads_restored) -> None:  # noqa: F811
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_values=VALUES)
+    session("--repro-save", "b").assert_outcomes(passed=1)
+    outside = tmp_path_factory.mktemp("elsewhere") / "baselines"
+    session("--repro-save", str(outside)).assert_outcomes(passed=1)  # space-separated value
+    inside, = (pytester.path / "b").iterdir()
+    assert (outside / inside.name).read_bytes() == inside.read_bytes()
+    checked = session("--repro-check", str(outside))
+    checked.assert_outcomes(passed=1)
+    assert checked.ret == 0
+    assert "baseline check: 2 matched, 0 differ, 0 without baseline" in checked.stdout.lines
+
+
+def test_a_baseline_folder_matching_no_test_fails(pytester, session,  # noqa: F811
+                                                  threads_restored) -> None:
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_values=VALUES)
+    session("--repro-save", "b").assert_outcomes(passed=1)
+    pytester.makepyfile(test_values=VALUES.replace("test_reduced", "test_renamed"))
+    renamed = session("--repro-check", "b")
+    renamed.assert_outcomes(passed=1)
+    assert renamed.ret == pytest.ExitCode.TESTS_FAILED
+    assert any(line.startswith("repro-audit: FAILED: no test of this session matches any of "
+                               "the 1 tests baselined in b") for line in renamed.stdout.lines)

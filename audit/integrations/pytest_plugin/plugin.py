@@ -31,8 +31,8 @@ import pytest
 
 from audit.errors import UserError
 from audit.integrations.pytest_plugin.store import (
+    FAILURE,
     PAYLOAD,
-    STRICT_FAILURE,
     Options,
     Store,
     files_of,
@@ -46,6 +46,15 @@ STORE = pytest.StashKey[Store]()
 PAYLOADS = pytest.StashKey[list]()  # what the xdist workers handed over
 SUMMARY = pytest.StashKey[list]()  # lines for the terminal summary
 MARKER = "repro"
+ROOT = pytest.StashKey[Path]()  # what scenario names are relative to (names.name_root)
+
+
+def _root(config: pytest.Config) -> Path:
+    from audit.integrations.pytest_plugin.names import name_root
+
+    if ROOT not in config.stash:
+        config.stash[ROOT] = name_root(config)
+    return config.stash[ROOT]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -231,7 +240,7 @@ def _runs(item: pytest.Function, options: Options) -> tuple[int, str | None]:
 @pytest.fixture
 def repro(request: pytest.FixtureRequest) -> Iterator[Repro]:
     """Hand the test's values to `repro.check(outputs)`; see this module's docstring."""
-    from audit.integrations.pytest_plugin.names import scenario_name
+    from audit.integrations.pytest_plugin.names import scenario_name, stable_nodeid
 
     item = request.node
     if not isinstance(item, pytest.Function) or inspect.iscoroutinefunction(item.obj) \
@@ -241,7 +250,8 @@ def repro(request: pytest.FixtureRequest) -> Iterator[Repro]:
     store = request.config.stash[STORE]
     runs, given = _runs(item, store.options)
     try:
-        scenario = scenario_name(item.nodeid, given)
+        scenario = scenario_name(stable_nodeid(item.nodeid, item.path, _root(request.config)),
+                                 given)
     except UserError as error:
         pytest.fail(str(error), pytrace=False)
     checked = Repro(store, item, scenario, runs)
@@ -320,7 +330,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             lines.append(f"repro-audit: wrote {rows} rows to {store.options.results}/ "
                          f"({', '.join(sorted(names))})")
         lines += finish(store.options, files)
-        if any(line.startswith(STRICT_FAILURE) for line in lines):
+        if any(line.startswith(FAILURE) for line in lines):
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
     except UserError as error:
         lines = [f"repro-audit: error: {error}"]

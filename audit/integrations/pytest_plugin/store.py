@@ -25,7 +25,7 @@ from audit.store.results import ResultsFile, dumps, make_header, make_row, write
 RESULTS_PREFIX = "pytest-"  # results files of pytest runs: pytest-torch-<v>-<env-id>[-gwN].jsonl
 # What a worker hands the controller in `config.workeroutput`.
 PAYLOAD = "repro_audit"
-STRICT_FAILURE = "repro-audit: FAILED (--repro-strict)"  # the summary line that fails a session
+FAILURE = "repro-audit: FAILED"  # how a summary line that fails the session starts
 
 
 @dataclass(frozen=True)
@@ -230,10 +230,30 @@ def finish(options: Options, files: list[ResultsFile]) -> list[str]:
             lines.append(f"repro-audit: {left} rows not saved: tests that failed, were skipped "
                          "or were not repeatable run to run")
     if options.check_against is not None and rows:
-        result = Checker(Path(options.check_against), options.allow, options.strict).check(files)
+        checker = Checker(Path(options.check_against), options.allow, options.strict)
+        result = checker.check(files)
         lines += format_check(result)
         lines += _unchecked(options, result)
+        lines += _unmatched(options, checker, rows)
     return lines
+
+
+def _unmatched(options: Options, checker: Any, rows: list[dict[str, Any]]) -> list[str]:
+    """Baselined outputs that no test of the session produced: renamed tests (another
+    rootdir, a moved file) or tests not run; none at all matching fails the session."""
+    saved = {scenario for scenario, _ in checker.references.by_output}
+    ran = {str(row.get("scenario")) for row in rows}
+    missing = sorted(saved - ran)
+    if not saved or not missing:
+        return []
+    if not saved & ran:
+        return [f"{FAILURE}: no test of this session matches any of the {len(saved)} tests "
+                f"baselined in {options.check_against} (renamed? e.g. {missing[0]}): "
+                "nothing was checked"]
+    return [f"repro-audit: WARNING: {len(missing)} baselined test"
+            f"{'s' if len(missing) > 1 else ''} in {options.check_against} matched no test of "
+            f"this session (not run, or renamed): {', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}"]
 
 
 def _unchecked(options: Options, result: Any) -> list[str]:
@@ -244,5 +264,5 @@ def _unchecked(options: Options, result: Any) -> list[str]:
     why = (f"{count} output{'s' if count > 1 else ''} unchecked: no environment in "
            f"{options.check_against} has a baseline of {'them' if count > 1 else 'it'}")
     if options.strict:
-        return [f"{STRICT_FAILURE}: {why}"]
+        return [f"{FAILURE} (--repro-strict): {why}"]
     return [f"repro-audit: {why} (--repro-strict fails on them)"]
