@@ -96,6 +96,17 @@ def build_parser() -> argparse.ArgumentParser:
     changelog.add_argument("paths", nargs="+", metavar="DIR_OR_FILE")
     changelog.add_argument("--out", default="reports/changelog.md", help="markdown file")
 
+    _add_baseline_parser(commands)
+
+    diff = commands.add_parser(
+        "diff", help="compare two results sets; exit 1 when any output differs")
+    diff.add_argument("a", metavar="A", help="results file, folder or (quoted) glob")
+    diff.add_argument("b", metavar="B", help="results file, folder or (quoted) glob")
+    return parser
+
+
+def _add_baseline_parser(commands: Any) -> None:
+    """`baseline save` and `baseline check`."""
     baseline = commands.add_parser(
         "baseline", help="save reviewed digests per environment, or check results against them")
     baseline_commands = baseline.add_subparsers(dest="baseline_command", required=True)
@@ -109,12 +120,11 @@ def build_parser() -> argparse.ArgumentParser:
         "check", help="exit 1 when an output differs from its baseline, 0 when all match")
     check.add_argument("paths", nargs="+", metavar="RESULTS", help="results files, folders, globs")
     check.add_argument("--against", required=True, metavar="DIR", help="folder of baselines")
-
-    diff = commands.add_parser(
-        "diff", help="compare two results sets; exit 1 when any output differs")
-    diff.add_argument("a", metavar="A", help="results file, folder or (quoted) glob")
-    diff.add_argument("b", metavar="B", help="results file, folder or (quoted) glob")
-    return parser
+    check.add_argument("--allow", default="", metavar="AXES",
+                       help="axes along which a value may differ from the nearest baseline "
+                            "of another environment or settings (threads,torch,...)")
+    check.add_argument("--strict", action="store_true",
+                       help="exit 1 when an output has no baseline in any environment")
 
 
 def check_out_folder(out: str, flag: str = "--out") -> None:
@@ -203,7 +213,8 @@ def command_baseline(args: argparse.Namespace) -> int:
         count = baseline.save(args.paths, Path(args.to), update=args.update)
         print(f"saved {count} outputs to {args.to}")
         return 0
-    result = baseline.check(args.paths, Path(args.against))
+    allow = frozenset(name.strip() for name in args.allow.split(",") if name.strip())
+    result = baseline.check(args.paths, Path(args.against), allow, args.strict)
     for line in baseline.format_check(result):
         print(line)
     return result.exit_code

@@ -15,6 +15,10 @@ machines. An environment with no partner is listed, and its cells are counted as
 A or only in B. Within one environment, a cell that appears in several files is taken
 from the first file in path order.
 
+A cell of A whose settings B never ran (two pytest runs under threads 2 and 1) is compared
+with the cell of B of the same output and device whose settings differ on the fewest
+axes; its line comes under a header naming those axes (`threads 2 → 1`).
+
 No torch and no pandas here: it runs in the torch-free report venv.
 """
 
@@ -25,6 +29,7 @@ from typing import Any
 
 from audit.capture.distance import Distance
 from audit.capture.distance_text import describe_gap
+from audit.judge.baseline.nearest import Axis, describe_axes, settings_axes
 from audit.judge.rows import cell_label, comparable, env_of, measure, one_line, settings_key
 from audit.store.results import ResultsFile, read_all
 
@@ -73,6 +78,7 @@ class Difference:
     digest_b: str
     distance: Distance | None
     shapes: tuple[Any, Any] = (None, None)
+    axes: tuple[Axis, ...] = ()  # the settings that differ when compared across them
 
     def describe(self) -> str:
         return (f"DIFFERS {self.cell.label()} env {one_line(self.env_a)} vs "
@@ -129,24 +135,17 @@ def compare_pair(a: Environment, b: Environment, result: DiffResult) -> None:
     for cell in sorted(set(a.outputs) | set(b.outputs)):
         row_a, row_b = a.outputs.get(cell), b.outputs.get(cell)
         if row_a is not None and row_b is not None:
-            if not (comparable(row_a) and comparable(row_b)):
-                result.not_compared += 1
-            elif row_a["digest"] == row_b["digest"]:
-                result.identical += 1
-            else:
-                result.differences.append(Difference(
-                    cell, a.env_id, b.env_id, row_a["digest"], row_b["digest"],
-                    measure(row_a.get("sample"), row_b.get("sample")),
-                    (row_a.get("shape"), row_b.get("shape"))))
+            _compare(row_a, row_b, cell, (a.env_id, b.env_id), result)
         elif row_a is not None:  # B failed the whole scenario there, or never ran it
             if cell.unit in b.units:
                 result.not_compared += 1
-            else:
+            elif not _others(cell, b.outputs, a.outputs):  # else: _across_settings
                 result.only_a += 1
         elif cell.unit in a.units:
             result.not_compared += 1
-        else:
+        elif not _others(cell, a.outputs, b.outputs):
             result.only_b += 1
+    _across_settings(a, b, result)
     units_a = {cell.unit for cell in a.outputs}
     units_b = {cell.unit for cell in b.outputs}
     for unit in set(a.units) | set(b.units):
@@ -157,6 +156,50 @@ def compare_pair(a: Environment, b: Environment, result: DiffResult) -> None:
         elif unit in b.units and unit not in units_a:
             result.only_b += 1
         # otherwise already counted, once per output of the side that ran it
+
+
+def _others(cell: Cell, outputs: dict[Cell, Any], own: dict[Cell, Any]) -> list[Cell]:
+    """Cells of `outputs` of the same output and device, under settings that the side of
+    `cell` (`own`) never ran."""
+    return [other for other in outputs
+            if (other.scenario, other.output, other.device) ==
+            (cell.scenario, cell.output, cell.device) and other not in own]
+
+
+def _across_settings(a: Environment, b: Environment, result: DiffResult) -> None:
+    """Cells each side has under settings the other never ran, compared with the other
+    side's cell of the fewest differing settings (each B cell used once)."""
+    taken: set[Cell] = set()
+    for cell in sorted(a.outputs):
+        if cell in b.outputs or cell.unit in b.units or not _others(cell, b.outputs, a.outputs):
+            continue
+        candidates = [other for other in _others(cell, b.outputs, a.outputs)
+                      if other not in taken]
+        if not candidates:
+            result.only_a += 1
+            continue
+        best = min(candidates, key=lambda other: (
+            len(settings_axes(cell.settings, other.settings)), other))
+        taken.add(best)
+        _compare(a.outputs[cell], b.outputs[best], best, (a.env_id, b.env_id), result,
+                 settings_axes(cell.settings, best.settings))
+    result.only_b += sum(1 for cell in b.outputs if cell not in taken
+                         and cell not in a.outputs and cell.unit not in a.units
+                         and _others(cell, a.outputs, b.outputs))
+
+
+def _compare(row_a: dict[str, Any], row_b: dict[str, Any], cell: Cell, envs: tuple[str, str],
+             result: DiffResult, axes: tuple[Axis, ...] = ()) -> None:
+    """One pair of rows: identical, differs (how far), or not compared."""
+    if not (comparable(row_a) and comparable(row_b)):
+        result.not_compared += 1
+    elif row_a["digest"] == row_b["digest"]:
+        result.identical += 1
+    else:
+        result.differences.append(Difference(
+            cell, envs[0], envs[1], row_a["digest"], row_b["digest"],
+            measure(row_a.get("sample"), row_b.get("sample")),
+            (row_a.get("shape"), row_b.get("shape")), axes))
 
 
 def diff(a_paths: list[str], b_paths: list[str]) -> DiffResult:
@@ -179,7 +222,16 @@ def diff(a_paths: list[str], b_paths: list[str]) -> DiffResult:
 
 def format_diff(result: DiffResult) -> list[str]:
     """The lines `diff` prints: each differing output with its distance, then a summary."""
-    lines = [difference.describe() for difference in result.differences]
+    lines: list[str] = []
+    header = None
+    for difference in sorted(result.differences, key=lambda item: (
+            item.env_a, item.env_b, item.axes, item.cell)):
+        pair = (f"env {one_line(difference.env_a)} → env {one_line(difference.env_b)}: "
+                f"{one_line(describe_axes(difference.axes))}")
+        if difference.axes and pair != header:
+            lines.append(pair)
+        header = pair
+        lines.append(difference.describe())
     for side, unpaired in (("A", result.unpaired_a), ("B", result.unpaired_b)):
         for env_id, torch in unpaired.items():
             lines.append(f"UNPAIRED env {one_line(env_id)} (torch {one_line(torch)}) only in "

@@ -22,7 +22,7 @@ import torch  # noqa: F401
 
 import audit.environment.native  # noqa: F401
 from audit.cli import main
-from audit.judge.baseline import cell_label, describe_environment, environment_summary, settings_key
+from audit.judge.baseline import cell_label, settings_key
 from audit.store.results import read_all
 from tests.support import ROOT
 
@@ -123,14 +123,11 @@ def test_a_changed_seeded_value_fails_with_the_distance_message(pytester, sessio
     (results,) = read_all([str(pytester.path / "r")])
     row = next(row for row in results.rows if row["output"] == "x")
     env_id = results.header["env_id"]
-    here = describe_environment(environment_summary(results.header))
     label = cell_label("test_values:test_seeded", "x", "cpu", settings_key(row["settings"]))
-    expected = [
+    expected = [  # one header per (baseline env -> this env) pair, then one line per output
         f"repro-audit: 1 output differs from the baseline in b/{env_id}.json",
+        f"baseline env {env_id} → env {env_id}: same environment and settings",
         f"DIFFERS {label} env {env_id}: max abs 2.4e-07, max 1 ULP, 1 of 3 elements",
-        "  value: float32 [3], baseline float32 [3]",
-        f"  baseline environment: env {env_id} ({here})",
-        f"  this run's environment: env {env_id} ({here})",
         "(reviewed and intended? pytest --repro-save DIR --repro-update rewrites the baseline)",
     ]
     lines = failed.stdout.lines
@@ -186,9 +183,12 @@ def test_new(repro):
     other["env_id"] = "0000000000000000"
     (pytester.path / "b" / "0000000000000000.json").write_text(json.dumps(other), "utf-8")
     baseline.unlink()
-    elsewhere = session("--repro-check", "b")
+    elsewhere = session("--repro-check", "b")  # checked against the other machine's
     elsewhere.assert_outcomes(passed=5)
-    assert any(line.startswith("NO BASELINE env ") and line.endswith("): 8 outputs")
+    assert any(line.startswith("NO BASELINE env ") and line.endswith("): 1 output")
+               for line in elsewhere.stdout.lines)
+    assert any(line.startswith("baseline check: 7 matched (7 against another environment or "
+                               "settings), 0 differ, 1 without baseline")
                for line in elsewhere.stdout.lines)
 
 

@@ -117,18 +117,75 @@ def test_an_output_without_baseline_is_listed_not_failed(tmp_path: Path) -> None
 
 
 def test_a_new_environment_is_listed_as_without_baseline(tmp_path: Path) -> None:
-    save([results(tmp_path / "old", ENV, standard_rows(ENV))], tmp_path / "baselines")
+    save([results(tmp_path / "old", ENV, standard_rows(ENV)[:1])], tmp_path / "baselines")
     other = "bbbb000000000002"
-    new = results(tmp_path / "new", other, standard_rows(other), torch_version="2.14.1")
+    new = results(tmp_path / "new", other, standard_rows(other)[1:], torch_version="2.14.1")
     result = check([new], tmp_path / "baselines")
     assert result.exit_code == 0
     assert list(result.new_environments) == [other]
-    assert len(result.missing_baseline) == 3
+    assert len(result.missing_baseline) == 2
     assert format_check(result) == [
         f"NO BASELINE env {other} (torch 2.14.1, numpy 2.4.6, python 3.11.7, Linux 6.1, "
-        "Example CPU @ 2.80GHz): 3 outputs",
-        "baseline check: 0 matched, 0 differ, 3 without baseline, "
+        "Example CPU @ 2.80GHz): 2 outputs",
+        "baseline check: 0 matched, 0 differ, 2 without baseline, "
         "1 baseline environment not in these results"]
+    assert check([new], tmp_path / "baselines", strict=True).exit_code == 1
+
+
+def test_a_new_environment_is_checked_against_the_nearest_baseline(tmp_path: Path) -> None:
+    save([results(tmp_path / "old", ENV, standard_rows(ENV))], tmp_path / "baselines")
+    other = "bbbb000000000002"
+    changed = shifted(large(), [7], 1)
+    new = results(tmp_path / "new", other, standard_rows(other, big=changed),
+                  torch_version="2.14.1+cpu")
+    result = check([new], tmp_path / "baselines")
+    assert (result.matched, result.matched_elsewhere, result.missing_baseline) == (2, 2, [])
+    assert result.exit_code == 1
+    lines = format_check(result)
+    assert lines[0] == f"baseline env {ENV} → env {other}: torch 2.13.0+cpu → 2.14.1+cpu"
+    assert lines[1].startswith(f"DIFFERS rng.randn/large {LABEL} env {other}: ")
+    allowed = check([new], tmp_path / "baselines", allow=frozenset({"torch"}))
+    assert allowed.exit_code == 0 and len(allowed.allowed) == 1
+    assert format_check(allowed)[0] == "ALLOWED differences along torch:"
+
+
+def test_other_settings_are_the_nearest_reference_naming_the_axis(tmp_path: Path) -> None:
+    two = {**SETTINGS, "threads": "2"}
+    save([results(tmp_path / "old", ENV, [support.value_row(
+        "rng.randn", "large", large(), ENV, settings=two)])], tmp_path / "baselines")
+    other = "cccc000000000003"  # the env-id hashes the thread count too
+    new = results(tmp_path / "new", other, [value_row("rng.randn", "large",
+                                                      shifted(large(), [3], 2), other)])
+    result = check([new], tmp_path / "baselines")
+    (regression,) = result.regressions
+    assert regression.axes == (("threads", "2", "1"),)
+    assert format_check(result)[0] == f"baseline env {ENV} → env {other}: threads 2 → 1"
+    assert check([new], tmp_path / "baselines",
+                 allow=frozenset({"cpu_capability"})).exit_code == 1
+    assert check([new], tmp_path / "baselines", allow=frozenset({"threads"})).exit_code == 0
+
+
+def test_another_machine_alike_in_all_else_is_the_axis_named(tmp_path: Path) -> None:
+    save([results(tmp_path / "old", ENV, standard_rows(ENV))], tmp_path / "baselines")
+    other = "dddd000000000004"
+    changed = shifted(large(), [3], 1)
+    new = results(tmp_path / "new", other, standard_rows(other, big=changed))
+    result = check([new], tmp_path / "baselines")
+    assert result.regressions[0].axes == (("machine", ENV, other),)
+    assert check([new], tmp_path / "baselines",
+                 allow=frozenset({"machine"})).exit_code == 0
+
+
+def test_the_nearest_reference_is_the_one_differing_on_fewest_axes(tmp_path: Path) -> None:
+    two = {**SETTINGS, "threads": "2"}
+    four = {"threads": "4", "cpu_capability": "avx512"}
+    rows = [support.value_row("rng.randn", "large", shifted(large(), [3], 5), ENV,
+                              settings=four),
+            support.value_row("rng.randn", "large", large(), ENV, settings=two)]
+    save([results(tmp_path / "old", ENV, rows)], tmp_path / "baselines")
+    new = results(tmp_path / "new", ENV, [value_row("rng.randn", "large", large(), ENV)])
+    result = check([new], tmp_path / "baselines")
+    assert (result.matched, result.matched_elsewhere, result.exit_code) == (1, 1, 0)
 
 
 def test_a_failing_or_nondeterministic_cell_with_a_baseline_is_a_regression(

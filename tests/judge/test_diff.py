@@ -90,3 +90,20 @@ def test_several_environments_pair_by_torch_version(tmp_path: Path) -> None:
         "diff: 5 identical, 1 differs, 0 not compared, 3 only in A, 0 only in B, "
         "2 environment pairs"]
     assert a  # the folder form and the file-list form both name results
+
+
+def test_two_runs_that_differ_only_in_threads_are_compared_across_them(tmp_path: Path) -> None:
+    """Two pytest runs under threads 2 and 1 share no cell exactly: each output is compared
+    with the other side's under the fewest differing settings, naming them."""
+    two = functools.partial(support.value_row, settings={"threads": "2"})
+    a = results(tmp_path / "a", "aaaa", [two("rng.rand", "x", base(), "aaaa"),
+                                         two("rng.rand", "y", torch.arange(4), "aaaa")])
+    b = results(tmp_path / "b", "bbbb", [
+        value_row("rng.rand", "x", shifted(base(), [3], 1), "bbbb"),
+        value_row("rng.rand", "y", torch.arange(4), "bbbb")])
+    result = diff([a], [b])
+    assert result.exit_code == 1
+    lines = format_diff(result)
+    assert lines[0] == "env aaaa → env bbbb: threads 2 → 1"
+    assert lines[1].startswith("DIFFERS rng.rand/x [cpu threads=1] env aaaa vs bbbb: max abs ")
+    assert lines[-1] == "diff: 1 identical, 1 differs, 0 not compared, 0 only in A, 0 only in B"

@@ -31,6 +31,7 @@ import pytest
 
 from audit.errors import UserError
 from audit.integrations.pytest_plugin.store import (
+    FAILURE,
     PAYLOAD,
     Options,
     Store,
@@ -45,6 +46,15 @@ STORE = pytest.StashKey[Store]()
 PAYLOADS = pytest.StashKey[list]()  # what the xdist workers handed over
 SUMMARY = pytest.StashKey[list]()  # lines for the terminal summary
 MARKER = "repro"
+ROOT = pytest.StashKey[Path]()  # what scenario names are relative to (names.name_root)
+
+
+def _root(config: pytest.Config) -> Path:
+    from audit.integrations.pytest_plugin.names import name_root
+
+    if ROOT not in config.stash:
+        config.stash[ROOT] = name_root(config)
+    return config.stash[ROOT]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -60,6 +70,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="write a results file to DIR for `repro-audit report` / `diff`")
     group.addoption("--repro-twice", action="store_true",
                     help="run every test using the repro fixture twice, as @pytest.mark.repro")
+    group.addoption("--repro-allow", metavar="AXES", default=None,
+                    help="with --repro-check: axes along which a value may differ from the "
+                         "nearest baseline of another environment or settings "
+                         "(threads,cpu_capability,torch,...; ini repro_allow)")
+    group.addoption("--repro-strict", action="store_true", default=None,
+                    help="with --repro-check: fail when an output has no baseline in any "
+                         "environment (ini repro_strict)")
+    parser.addini("repro_allow", "axes --repro-check lets differ (see --repro-allow)",
+                  type="args", default=[])
+    parser.addini("repro_strict", "fail on outputs without baseline (see --repro-strict)",
+                  type="bool", default=False)
+
+
+def _allowed(config: pytest.Config) -> frozenset[str]:
+    given = config.getoption("repro_allow")
+    names = given.split(",") if given is not None else [
+        part for item in config.getini("repro_allow") for part in str(item).split(",")]
+    return frozenset(name.strip() for name in names if name.strip())
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -71,7 +99,10 @@ def pytest_configure(config: pytest.Config) -> None:
                       update=config.getoption("repro_update"),
                       check_against=config.getoption("repro_check"),
                       results=config.getoption("repro_results"),
-                      twice=config.getoption("repro_twice"))
+                      twice=config.getoption("repro_twice"),
+                      allow=_allowed(config),
+                      strict=bool(config.getoption("repro_strict")
+                                  or config.getini("repro_strict")))
     problem = options.problem()
     if problem:
         raise pytest.UsageError(problem)
@@ -209,7 +240,7 @@ def _runs(item: pytest.Function, options: Options) -> tuple[int, str | None]:
 @pytest.fixture
 def repro(request: pytest.FixtureRequest) -> Iterator[Repro]:
     """Hand the test's values to `repro.check(outputs)`; see this module's docstring."""
-    from audit.integrations.pytest_plugin.names import scenario_name
+    from audit.integrations.pytest_plugin.names import scenario_name, stable_nodeid
 
     item = request.node
     if not isinstance(item, pytest.Function) or inspect.iscoroutinefunction(item.obj) \
@@ -219,7 +250,8 @@ def repro(request: pytest.FixtureRequest) -> Iterator[Repro]:
     store = request.config.stash[STORE]
     runs, given = _runs(item, store.options)
     try:
-        scenario = scenario_name(item.nodeid, given)
+        scenario = scenario_name(stable_nodeid(item.nodeid, item.path, _root(request.config)),
+                                 given)
     except UserError as error:
         pytest.fail(str(error), pytrace=False)
     checked = Repro(store, item, scenario, runs)
@@ -298,6 +330,8 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
             lines.append(f"repro-audit: wrote {rows} rows to {store.options.results}/ "
                          f"({', '.join(sorted(names))})")
         lines += finish(store.options, files)
+        if any(line.startswith(FAILURE) for line in lines):
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     except UserError as error:
         lines = [f"repro-audit: error: {error}"]
         session.exitstatus = pytest.ExitCode.USAGE_ERROR

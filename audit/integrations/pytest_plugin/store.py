@@ -25,6 +25,7 @@ from audit.store.results import ResultsFile, dumps, make_header, make_row, write
 RESULTS_PREFIX = "pytest-"  # results files of pytest runs: pytest-torch-<v>-<env-id>[-gwN].jsonl
 # What a worker hands the controller in `config.workeroutput`.
 PAYLOAD = "repro_audit"
+FAILURE = "repro-audit: FAILED"  # how a summary line that fails the session starts
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class Options:
     check_against: Path | None = None  # --repro-check DIR
     results: Path | None = None  # --repro-results DIR
     twice: bool = False  # --repro-twice: every test using the fixture runs twice
+    allow: frozenset[str] = frozenset()  # --repro-allow / ini repro_allow: axes that may differ
+    strict: bool = False  # --repro-strict / ini repro_strict: fail on outputs without baseline
 
     @property
     def records(self) -> bool:
@@ -131,7 +134,8 @@ class Store:
         if self._checker is None:
             from audit.judge.baseline import Checker
 
-            self._checker = Checker(Path(self.options.check_against))
+            self._checker = Checker(Path(self.options.check_against), self.options.allow,
+                                    self.options.strict)
         return self._checker
 
     def regressions(self, rows: list[dict[str, Any]]) -> list[str]:
@@ -139,34 +143,24 @@ class Store:
 
         Outputs without a baseline are not regressions: the session summary lists them.
         """
-        from audit.judge.baseline import baseline_path, describe_environment, environment_summary
+        from audit.judge.baseline import grouped_lines
 
         result = self.checker.check([self.as_file(rows)], whole=False)
         found = [item for item in result.regressions if item.kind == "DIFFERS"]
         if not found:
             return []
-        baseline = self.checker.baseline(self.env_id)
-        path = baseline_path(Path(self.options.check_against), self.env_id)
-        then = describe_environment(baseline.environment if baseline else {})
-        now = describe_environment(environment_summary(self.header()))
-        by_key = {(row["device"], row["output"]): row for row in rows if row.get("output")}
+        folder = Path(self.options.check_against)
+        files = sorted({f"{folder / item.baseline_env}.json" for item in found})
         lines = [f"repro-audit: {len(found)} output{'s' if len(found) > 1 else ''} "
-                 f"differ{'' if len(found) > 1 else 's'} from the baseline in {path}"]
-        for item in found:
-            expected = baseline.entries[item.key] if baseline else None
-            row = by_key.get((item.key.device, item.key.output), {})
-            lines += [item.describe(),
-                      f"  value: {_dtype_shape(row.get('dtype'), row.get('shape'))}, baseline "
-                      f"{_dtype_shape(expected.dtype, expected.shape) if expected else '?'}",
-                      f"  baseline environment: env {self.env_id} ({then})",
-                      f"  this run's environment: env {self.env_id} ({now})"]
+                 f"differ{'' if len(found) > 1 else 's'} from the baseline in {', '.join(files)}"]
+        lines += grouped_lines(found)
+        crossed = sorted({axis for item in found for axis, _, _ in item.axes})
+        if crossed:
+            lines.append(f"(expected to differ along these axes? --repro-allow "
+                         f"{','.join(crossed)})")
         lines.append("(reviewed and intended? pytest --repro-save DIR --repro-update "
                      "rewrites the baseline)")
         return lines
-
-
-def _dtype_shape(dtype: Any, shape: Any) -> str:
-    return f"{dtype} {list(shape) if shape is not None else '?'}"
 
 
 # --- the end of a session (the controller's, or that of a process of its own) -----------
@@ -236,5 +230,39 @@ def finish(options: Options, files: list[ResultsFile]) -> list[str]:
             lines.append(f"repro-audit: {left} rows not saved: tests that failed, were skipped "
                          "or were not repeatable run to run")
     if options.check_against is not None and rows:
-        lines += format_check(Checker(Path(options.check_against)).check(files))
+        checker = Checker(Path(options.check_against), options.allow, options.strict)
+        result = checker.check(files)
+        lines += format_check(result)
+        lines += _unchecked(options, result)
+        lines += _unmatched(options, checker, rows)
     return lines
+
+
+def _unmatched(options: Options, checker: Any, rows: list[dict[str, Any]]) -> list[str]:
+    """Baselined outputs that no test of the session produced: renamed tests (another
+    rootdir, a moved file) or tests not run; none at all matching fails the session."""
+    saved = {scenario for scenario, _ in checker.references.by_output}
+    ran = {str(row.get("scenario")) for row in rows}
+    missing = sorted(saved - ran)
+    if not saved or not missing:
+        return []
+    if not saved & ran:
+        return [f"{FAILURE}: no test of this session matches any of the {len(saved)} tests "
+                f"baselined in {options.check_against} (renamed? e.g. {missing[0]}): "
+                "nothing was checked"]
+    return [f"repro-audit: WARNING: {len(missing)} baselined test"
+            f"{'s' if len(missing) > 1 else ''} in {options.check_against} matched no test of "
+            f"this session (not run, or renamed): {', '.join(missing[:3])}"
+            f"{', ...' if len(missing) > 3 else ''}"]
+
+
+def _unchecked(options: Options, result: Any) -> list[str]:
+    """What went unchecked, and why; under --repro-strict, that it fails the session."""
+    count = len(result.missing_baseline)
+    if not count:
+        return []
+    why = (f"{count} output{'s' if count > 1 else ''} unchecked: no environment in "
+           f"{options.check_against} has a baseline of {'them' if count > 1 else 'it'}")
+    if options.strict:
+        return [f"{FAILURE} (--repro-strict): {why}"]
+    return [f"repro-audit: {why} (--repro-strict fails on them)"]

@@ -33,7 +33,7 @@ from audit.judge.baseline.files import (
     save_files,
     write_baseline,
 )
-from audit.judge.baseline.messages import describe_environment, format_check
+from audit.judge.baseline.messages import describe_environment, format_check, grouped_lines
 from audit.judge.rows import (
     cell_label,
     comparable,
@@ -48,6 +48,6 @@ __all__ = [
     "ENVIRONMENT_KEYS", "FORMAT", "SAFE_ENV_ID", "SCHEMA", "SUFFIX", "Baseline", "CheckResult",
     "Checker", "Entry", "Key", "Regression", "baseline_path", "cell_label", "check",
     "comparable", "describe_environment", "describe_gap", "env_of", "environment_summary",
-    "format_check", "has_value", "load_baseline", "measure", "one_line", "refuse_overwrite",
-    "save", "save_files", "settings_key", "write_baseline",
+    "format_check", "grouped_lines", "has_value", "load_baseline", "measure", "one_line",
+    "refuse_overwrite", "save", "save_files", "settings_key", "write_baseline",
 ]

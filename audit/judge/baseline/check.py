@@ -2,7 +2,9 @@
 
 A value with a baseline either matches its digest or is a regression; so is a cell that
 now fails or no longer repeats where the baseline had a value. Values without a baseline
-(new outputs, new environments) are listed, never failed.
+(new outputs, new environments) are compared with the nearest reference the folder holds
+(`audit.judge.baseline.nearest`): a difference there fails unless each axis it crosses is
+allowed; a value with no reference at all is listed, and fails only a strict check.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from audit.judge.baseline.files import (
     load_baseline,
 )
 from audit.judge.baseline.messages import describe_environment, regression_line
+from audit.judge.baseline.nearest import Reference, References
 from audit.judge.rows import comparable, env_of, measure, settings_key
 from audit.store.results import ResultsFile, read_all
 
@@ -39,6 +42,16 @@ class Regression:
     reason: str | None = None
     kind: str = "DIFFERS"  # DIFFERS, FAILS or NONDETERMINISTIC: the first word printed
     shapes: tuple[Any, Any] = (None, None)  # baseline shape, new shape
+    reference: Reference | None = None  # set when compared across environments or settings
+
+    @property
+    def baseline_env(self) -> str:
+        """The env-id of the baseline it was compared with."""
+        return self.reference.key.env_id if self.reference else self.key.env_id
+
+    @property
+    def axes(self) -> tuple[tuple[str, str, str], ...]:
+        return self.reference.axes if self.reference else ()
 
     def describe(self) -> str:
         """`DIFFERS <label> env <env-id>: <how far>`: the line printed for it."""
@@ -56,10 +69,13 @@ class CheckResult:
     without_value: int = 0  # rows with nothing to compare (failed, not repeatable), no baseline
     not_in_results: list[Key] = field(default_factory=list)  # baselined, not run this time
     other_environments: list[str] = field(default_factory=list)  # baseline files not checked
+    matched_elsewhere: int = 0  # of `matched`: against another environment's or settings'
+    allowed: list[Regression] = field(default_factory=list)  # differ along allowed axes only
+    strict: bool = False  # an output without any baseline fails
 
     @property
     def exit_code(self) -> int:
-        return 1 if self.regressions else 0
+        return 1 if self.regressions or (self.strict and self.missing_baseline) else 0
 
 
 def _rows(files: Iterable[ResultsFile]) -> Iterator[tuple[ResultsFile, dict[str, Any]]]:
@@ -73,14 +89,15 @@ def _failure(row: dict[str, Any]) -> str:
     return f"now {row.get('status')}" + (f": {message[0]}" if message else "")
 
 
-def check(results_paths: list[str], against: Path) -> CheckResult:
+def check(results_paths: list[str], against: Path, allow: frozenset[str] = frozenset(),
+          strict: bool = False) -> CheckResult:
     """Check every value of the results against the baselines of its environment.
 
     A value with a baseline either matches its digest or is a regression; so is a cell
     that now fails or no longer repeats where the baseline had a value. Values without a
     baseline (new outputs, new environments) are listed, never failed.
     """
-    checker = Checker(Path(against))
+    checker = Checker(Path(against), allow, strict)
     return checker.check(read_all(results_paths))
 
 
@@ -91,9 +108,21 @@ class Checker:
     every test's values as the test ends.
     """
 
-    def __init__(self, against: Path) -> None:
+    def __init__(self, against: Path, allow: frozenset[str] = frozenset(),
+                 strict: bool = False) -> None:
         self.available = baseline_files(Path(against))
+        self.allow = frozenset(allow)
+        self.strict = strict
         self._loaded: dict[str, tuple[Baseline | None, dict[Any, list[Key]]]] = {}
+        self._references: References | None = None
+
+    @property
+    def references(self) -> References:
+        """Every baselined value of the folder, for values without a baseline of their own."""
+        if self._references is None:
+            loaded = [self.baseline(env_id) for env_id in sorted(self.available)]
+            self._references = References([item for item in loaded if item is not None])
+        return self._references
 
     def baseline(self, env_id: str) -> Baseline | None:
         """The baseline of `env_id` (None: the folder has none), read on first use."""
@@ -128,7 +157,8 @@ class _Check:
 
     def __init__(self, checker: Checker) -> None:
         self.checker = checker
-        self.result = CheckResult()
+        self.result = CheckResult(strict=checker.strict)
+        self.summaries: dict[str, dict[str, Any]] = {}
         self.baselines: dict[str, Baseline | None] = {}
         self.units: dict[str, dict[tuple[str, str, str, str], list[Key]]] = {}
         self.seen: set[tuple[Any, ...]] = set()
@@ -141,9 +171,10 @@ class _Check:
         if env_id not in self.baselines:
             baseline, self.units[env_id] = self.checker._load(env_id)
             self.baselines[env_id] = baseline
+            self.summaries[env_id] = environment_summary(item.header)
             if baseline is None:
                 self.result.new_environments[env_id] = describe_environment(
-                    environment_summary(item.header))
+                    self.summaries[env_id])
         return env_id
 
     def entries(self, env_id: str) -> dict[Key, Any]:
@@ -179,7 +210,7 @@ class _Check:
         result = self.result
         if comparable(row):
             if expected is None:
-                result.missing_baseline.append(key)
+                self.elsewhere(key, row)
             elif expected.digest == row["digest"]:
                 result.matched += 1
             else:
@@ -196,6 +227,23 @@ class _Check:
             result.regressions.append(Regression(
                 key, expected.digest, row.get("digest"), None,
                 "no longer repeatable run to run", "NONDETERMINISTIC"))
+
+    def elsewhere(self, key: Key, row: dict[str, Any]) -> None:
+        """A value without a baseline of its own, against the nearest reference."""
+        result = self.result
+        reference = self.checker.references.nearest(key, self.summaries[key.env_id])
+        if reference is None:
+            result.missing_baseline.append(key)
+        elif reference.entry.digest == row["digest"]:
+            result.matched += 1
+            result.matched_elsewhere += 1
+        else:
+            regression = Regression(
+                key, reference.entry.digest, row["digest"],
+                measure(reference.entry.sample, row.get("sample")),
+                shapes=(reference.entry.shape, row.get("shape")), reference=reference)
+            allowed = reference.names <= self.checker.allow
+            (result.allowed if allowed else result.regressions).append(regression)
 
     def finish(self, whole: bool) -> CheckResult:
         result = self.result

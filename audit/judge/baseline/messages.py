@@ -26,6 +26,30 @@ def regression_line(regression: Regression) -> str:
     return f"{regression.kind} {regression.key.label()}: {one_line(detail)}"
 
 
+def pair_header(regression: Regression) -> str:
+    """`baseline env A → env B: threads 2 → 1`: what the values under it were compared with."""
+    from audit.judge.baseline.nearest import describe_axes
+
+    return (f"baseline env {one_line(regression.baseline_env)} → env "
+            f"{one_line(regression.key.env_id)}: {one_line(describe_axes(regression.axes))}")
+
+
+def grouped_lines(regressions: list[Regression], same_too: bool = True) -> list[str]:
+    """One header line per (baseline environment and settings → these) pair, then one line
+    per output compared across it; without `same_too`, values compared with their own
+    environment's baseline get no header."""
+    groups: dict[tuple[Any, ...], list[Regression]] = {}
+    for regression in regressions:
+        pair = (regression.baseline_env, regression.key.env_id, regression.axes)
+        groups.setdefault(pair, []).append(regression)
+    lines = []
+    for pair in sorted(groups):
+        if same_too or pair[2]:
+            lines.append(pair_header(groups[pair][0]))
+        lines += [regression.describe() for regression in groups[pair]]
+    return lines
+
+
 def _count(number: int, one: str, many: str) -> str:
     return f"{number} {one if number == 1 else many}"
 
@@ -36,7 +60,11 @@ def format_check(result: CheckResult) -> list[str]:
     Outputs of an environment without any baseline are listed as one line for the
     environment, not one per output.
     """
-    lines = [regression.describe() for regression in result.regressions]
+    lines = grouped_lines(result.regressions, same_too=False)
+    if result.allowed:
+        allowed = sorted({axis for item in result.allowed for axis, _, _ in item.axes})
+        lines.append(f"ALLOWED differences along {', '.join(allowed)}:")
+        lines += grouped_lines(result.allowed)
     per_environment: dict[str, int] = {}
     for key in result.missing_baseline:
         if key.env_id in result.new_environments:
@@ -45,10 +73,20 @@ def format_check(result: CheckResult) -> list[str]:
             lines.append(f"NO BASELINE {key.label()}")
     for env_id in sorted(result.new_environments):
         count = per_environment.get(env_id, 0)
+        if not count:  # every value of it compared with another environment's baseline
+            lines.append(f"NO BASELINE OF ITS OWN env {one_line(env_id)} "
+                         f"({result.new_environments[env_id]}): compared with the nearest "
+                         "environment's")
+            continue
         lines.append(f"NO BASELINE env {one_line(env_id)} "
                      f"({result.new_environments[env_id]}): {_count(count, 'output', 'outputs')}")
     kinds = [regression.kind for regression in result.regressions]
-    parts = [f"{result.matched} matched", _count(kinds.count("DIFFERS"), "differs", "differ")]
+    matched = f"{result.matched} matched"
+    if result.matched_elsewhere:
+        matched += f" ({result.matched_elsewhere} against another environment or settings)"
+    parts = [matched, _count(kinds.count("DIFFERS"), "differs", "differ")]
+    if result.allowed:
+        parts.append(f"{len(result.allowed)} differ along allowed axes")
     if kinds.count("FAILS"):
         parts.append(f"{kinds.count('FAILS')} now failing")
     if kinds.count("NONDETERMINISTIC"):
