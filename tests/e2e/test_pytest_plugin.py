@@ -298,17 +298,32 @@ def test_same_name_twice(repro):
 
 
 def test_not_a_tensor(repro):
-    repro.check({"loss": 0.5})
+    repro.check({"loss": "0.5"})
+
+
+def test_scalars_are_0d_tensors(repro):
+    digests = repro.check({"loss": 0.5, "steps": [3, True]})
+    assert digests["loss"] == repro.check(torch.tensor(0.5), name="same")["same"]
+    assert digests["steps.0"] == repro.check({"n": torch.tensor(3)})["n"]
+    repro.check(0.25, name="bare")
+
+
+def test_a_bare_scalar_needs_a_name(repro):
+    repro.check(0.5)
 ''')
     result = session("--repro-results", "r")
-    result.assert_outcomes(passed=1, failed=2)
+    result.assert_outcomes(passed=2, failed=3)
+    result.stdout.fnmatch_lines([
+        "*repro.check: a float needs a name: repro.check(value, name='loss')*"])
     result.stdout.fnmatch_lines([
         "*repro.check: output 'x' was already checked in this test (give each call its "
         "own name=)*"])
     result.stdout.fnmatch_lines([
-        "*repro.check: scenario 'test_api:test_not_a_tensor': output 'loss' is a float, "
+        "*repro.check: scenario 'test_api:test_not_a_tensor': output 'loss' is a str, "
         "not a tensor*"])
     rows = {(row["scenario"], row["output"]): row for row in rows_of(pytester.path / "r")}
+    assert rows[("test_api:test_scalars_are_0d_tensors", "loss")]["dtype"] == "float32"
+    assert rows[("test_api:test_scalars_are_0d_tensors", "steps.1")]["dtype"] == "bool"
     assert rows[("test_api:test_same_name_twice", None)]["status"] == "error"
     assert rows[("test_api:test_api", "x")]["digest"] == rows[("test_api:test_api",
                                                                "again.x")]["digest"]
