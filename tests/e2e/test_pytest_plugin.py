@@ -8,6 +8,7 @@ agreement, what `repro-audit baseline check`, `report` and `diff` make of the sa
 from __future__ import annotations
 
 import json
+import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,11 @@ def test_a_changed_seeded_value_fails_with_the_distance_message(pytester, sessio
         "  value: float32 [3], baseline float32 [3]",
         f"  baseline environment: env {env_id} ({here})",
         f"  this run's environment: env {env_id} ({here})",
-        "(reviewed and intended? pytest --repro-save DIR --repro-update rewrites the baseline)",
+        "(reviewed and intended? pytest --repro-save DIR --repro-update rewrites the baseline)"
+        if not sys.flags.hash_randomization else  # this process' seed, in effect in pytester's
+        "(this process ran with a random hash seed: a value that depends on hash() of a str or "
+        "bytes changes from run to run, which may be the cause; fix the seed with "
+        "PYTHONHASHSEED=0 pytest ... and save the baseline under it, rather than --repro-update)",
     ]
     lines = failed.stdout.lines
     start = lines.index(expected[0])
@@ -466,3 +471,31 @@ def test_same_name(repro):
                                  "@pytest.mark.repro(name=...) another name"])
     rows = sorted((row["scenario"], row["repeatable"]) for row in rows_of(pytester.path / "r"))
     assert rows == [("mine.step", True), ("mine.step[2]", None), ("mine.step[3]", None)]
+
+
+HASHED = """
+import torch
+
+
+def test_hashed(repro):
+    repro.check({"h": torch.tensor([hash("abc")])})
+"""
+
+
+@pytest.mark.parametrize("seed", ["random", "0"])
+def test_a_random_hash_seed_is_named_as_the_cause(pytester, monkeypatch, seed) -> None:
+    pytester.makepyfile(test_hashed=HASHED)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("PYTHONHASHSEED", seed)
+    options = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", *plugin_options()]
+    pytester.runpytest_subprocess(*options, "--repro-save", "b").assert_outcomes(passed=1)
+    (baseline,) = (pytester.path / "b").iterdir()
+    assert '"python_hash_seed": "' + seed + '"' in baseline.read_text("utf-8")
+    checked = pytester.runpytest_subprocess(*options, "--repro-check", "b")
+    if seed == "0":
+        checked.assert_outcomes(passed=1)
+        return
+    checked.assert_outcomes(failed=1)
+    checked.stdout.fnmatch_lines(["*this process ran with a random hash seed*may be the "
+                                  "cause; fix the seed with PYTHONHASHSEED=0 pytest ...*"])
+    assert "--repro-update rewrites" not in checked.stdout.str()

@@ -160,9 +160,19 @@ class Store:
                       f"{_dtype_shape(expected.dtype, expected.shape) if expected else '?'}",
                       f"  baseline environment: env {self.env_id} ({then})",
                       f"  this run's environment: env {self.env_id} ({now})"]
-        lines.append("(reviewed and intended? pytest --repro-save DIR --repro-update "
-                     "rewrites the baseline)")
+        lines.append(_what_to_do(rows))
         return lines
+
+
+def _what_to_do(rows: list[dict[str, Any]]) -> str:
+    """The last line of a regression: fix the hash seed where this process ran with a
+    random one (updating would bake a random value into the baseline), else update."""
+    if any((row.get("settings") or {}).get("python_hash_seed") == "random" for row in rows):
+        return ("(this process ran with a random hash seed: a value that depends on hash() "
+                "of a str or bytes changes from run to run, which may be the cause; fix the "
+                "seed with PYTHONHASHSEED=0 pytest ... and save the baseline under it, "
+                "rather than --repro-update)")
+    return "(reviewed and intended? pytest --repro-save DIR --repro-update rewrites the baseline)"
 
 
 def _dtype_shape(dtype: Any, shape: Any) -> str:
