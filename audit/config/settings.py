@@ -328,12 +328,13 @@ def for_device(combo: Mapping[str, str], device: str) -> dict[str, str]:
     }
 
 
-def process_environ(combo: Mapping[str, str]) -> dict[str, str | None]:
-    """Environment variables a child process needs for a process-settings combination,
-    with each setting the combination does not choose at its `run_default`, if any."""
+def process_environ(combo: Mapping[str, str], run_defaults: bool = False
+                    ) -> dict[str, str | None]:
+    """Environment variables a child process needs for a process-settings combination
+    (with `run_defaults`, also each setting it does not choose at its `run_default`)."""
     environ: dict[str, str | None] = {}
     for name, setting in SETTINGS.items():
-        value = combo.get(name, setting.run_default)
+        value = combo.get(name, setting.run_default if run_defaults else None)
         if value is not None and setting.environ is not None:
             environ.update(setting.environ(value))
     return environ

@@ -10,6 +10,7 @@ import pytest
 
 from audit.config.settings import SETTINGS, process_environ, unset_value
 from audit.errors import UserError
+from audit.run.runner import worker_environ
 from tests.support import ROOT
 
 
@@ -24,9 +25,12 @@ def test_values_are_random_or_an_integer_seed() -> None:
 
 
 def test_workers_get_seed_zero_unless_the_combination_chooses() -> None:
-    assert process_environ({})["PYTHONHASHSEED"] == "0"
-    assert process_environ({"python_hash_seed": "random"})["PYTHONHASHSEED"] == "random"
-    assert process_environ({"threads": "2"})["PYTHONHASHSEED"] == "0"
+    assert process_environ({}, run_defaults=True)["PYTHONHASHSEED"] == "0"
+    assert process_environ({"python_hash_seed": "random"},
+                           run_defaults=True)["PYTHONHASHSEED"] == "random"
+    assert process_environ({"threads": "2"}, run_defaults=True)["PYTHONHASHSEED"] == "0"
+    assert "PYTHONHASHSEED" not in process_environ({"threads": "2"})
+    assert worker_environ({"threads": "2"})["PYTHONHASHSEED"] == "0"
 
 
 def test_files_without_it_ran_with_random_seeds() -> None:
