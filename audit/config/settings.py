@@ -45,6 +45,12 @@ class Setting:
     fulfilled_by_any: tuple[str, ...] = ()
     # Why a requested value did not take effect, given the value in effect instead.
     unapplied: str = "{name} {requested} did not take effect here ({actual} in effect{hint})"
+    # Also any integer from 0 to this, besides `values` (python_hash_seed: "random" or a seed).
+    max_integer: int | None = None
+    # The value a worker runs with when the matrix does not choose one; None: as inherited.
+    run_default: str | None = None
+    # Whether a report notes that files lacking this setting were read at `default`.
+    note_unset: bool = True
 
     def validate(self, value: str, origin: str) -> str:
         """The canonical spelling of `value`, or a UserError naming `origin` and the value."""
@@ -57,8 +63,13 @@ class Setting:
             raise UserError(
                 f"{origin}: setting {self.name!r} takes a positive integer "
                 f"(1 to {MAX_THREADS}), not {value!r}")
+        if (self.max_integer is not None and text.isascii() and text.isdigit()
+                and len(text) <= 10 and int(text) <= self.max_integer):
+            return str(int(text))
         if text not in self.values:
             allowed = ", ".join(self.values)
+            if self.max_integer is not None:
+                allowed += f", or an integer from 0 to {self.max_integer}"
             raise UserError(
                 f"{origin}: setting {self.name!r} has no value {value!r} (one of: {allowed})")
         return text
@@ -156,6 +167,16 @@ def _qemu_cpu_environ(value: str) -> dict[str, str | None]:
     return {"QEMU_CPU": None if value == "auto" else QEMU_CPU_MODELS[value]}
 
 
+# PYTHONHASHSEED, read by Python at start-up: "random" (Python's own default, a seed per
+# process) or a fixed seed. Workers run with seed 0 unless the matrix asks otherwise, so an
+# output that depends on hash() of a str shows along this axis, never along threads.
+MAX_HASH_SEED = 4294967295
+
+
+def _hash_seed_environ(value: str) -> dict[str, str | None]:
+    return {"PYTHONHASHSEED": value}
+
+
 SETTINGS: dict[str, Setting] = {
     setting.name: setting
     for setting in [
@@ -184,6 +205,13 @@ SETTINGS: dict[str, Setting] = {
                 "QEMU_CPU: the CPU model qemu user mode emulates (SVE and its vector length)",
                 environ=_qemu_cpu_environ, effective=_read("qemu_cpu"),
                 default=NOT_APPLICABLE, needs=_read("qemu_missing")),  # earlier: not emulated
+        Setting("python_hash_seed", PROCESS, ("random",),
+                "PYTHONHASHSEED: Python's str / bytes hash() seed ('random': one per process)",
+                environ=_hash_seed_environ, effective=_read("python_hash_seed"),
+                # files written before it ran every process with a random seed; noting
+                # that in every report of old files would say only what Python does
+                default="random", max_integer=MAX_HASH_SEED, run_default="0",
+                note_unset=False),
         Setting("cublas_workspace", PROCESS, ("unset", ":4096:8", ":16:8"),
                 "CUBLAS_WORKSPACE_CONFIG, needed for deterministic cuBLAS",
                 devices=("cuda",), environ=_cublas_environ,
@@ -232,6 +260,12 @@ def with_unset_values(settings: Mapping[str, str], device: str) -> dict[str, str
             if value is not None:
                 completed[name] = value
     return completed
+
+
+def run_defaults(device: str) -> dict[str, str]:
+    """The settings a run gives a value of its own when the matrix chooses none."""
+    return {name: setting.run_default for name, setting in SETTINGS.items()
+            if setting.run_default is not None and setting.applies_to(device)}
 
 
 def in_effect(scope: str, requested: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -294,11 +328,13 @@ def for_device(combo: Mapping[str, str], device: str) -> dict[str, str]:
     }
 
 
-def process_environ(combo: Mapping[str, str]) -> dict[str, str | None]:
-    """Environment variables a child process needs for a process-settings combination."""
+def process_environ(combo: Mapping[str, str], run_defaults: bool = False
+                    ) -> dict[str, str | None]:
+    """Environment variables a child process needs for a process-settings combination
+    (with `run_defaults`, also each setting it does not choose at its `run_default`)."""
     environ: dict[str, str | None] = {}
-    for name, value in combo.items():
-        setting = SETTINGS[name]
-        if setting.environ is not None:
+    for name, setting in SETTINGS.items():
+        value = combo.get(name, setting.run_default if run_defaults else None)
+        if value is not None and setting.environ is not None:
             environ.update(setting.environ(value))
     return environ

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from typing import Any
 
 from audit.config.settings import NOT_APPLICABLE
@@ -143,6 +144,17 @@ def default_dtype(_: str) -> str:
     import torch
 
     return str(torch.get_default_dtype()).replace("torch.", "")
+
+
+def python_hash_seed(_: str) -> str:
+    """The hash seed this interpreter started with: "0" when hash randomization is off
+    (PYTHONHASHSEED=0), the seed when PYTHONHASHSEED fixed one, else "random"."""
+    if not sys.flags.hash_randomization:
+        return "0"
+    seed = os.environ.get("PYTHONHASHSEED", "").strip()
+    if sys.flags.ignore_environment or not seed.isdigit():
+        return "random"
+    return str(int(seed))
 
 
 def qemu_cpu(_: str) -> str:

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import union_categoricals
 
-from audit.config.settings import NOT_APPLICABLE, with_unset_values
+from audit.config.settings import NOT_APPLICABLE, SETTINGS, with_unset_values
 from audit.environment.collect import platform_label
 from audit.judge.axes import DEVICE, PLATFORM, SETTING_PREFIX, TORCH
 from audit.store.results import ResultsFile, row_columns
@@ -113,7 +113,7 @@ def file_frame(item: ResultsFile) -> pd.DataFrame:
     assumed = {(name, value): [str(item.path)]
                for chosen, full in zip(settings, completed)
                for name, value in full.items()
-               if name not in chosen and value != NOT_APPLICABLE}
+               if name not in chosen and value != NOT_APPLICABLE and SETTINGS[name].note_unset}
     for setting in sorted({key for chosen in completed for key in chosen}):
         unit[SETTING_PREFIX + setting] = [str(chosen.get(setting, NOT_RECORDED))
                                           for chosen in completed]

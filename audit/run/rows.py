@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from audit.config.settings import NOT_APPLICABLE, SETTINGS, with_unset_values
+from audit.config.settings import NOT_APPLICABLE, SETTINGS, run_defaults, with_unset_values
 from audit.run.plan import Unit, Unrunnable
 from audit.store.results import make_row
 
@@ -33,7 +33,8 @@ class RowMaker:
         """The row of a unit that cannot run here: every setting at its requested or unset
         value, nothing having read one back."""
         return self.row(unit.scenario.name, unit.device,
-                        with_unset_values(unit.settings, unit.device),
+                        with_unset_values({**run_defaults(unit.device), **unit.settings},
+                                          unit.device),
                         requested=unit.settings, status="unavailable", error=unit.reason)
 
     def settings_in_effect(self, unit: Unit, effective: dict[str, str]
@@ -48,7 +49,8 @@ class RowMaker:
             if not setting.applies_to(unit.device):
                 recorded[name] = NOT_APPLICABLE
                 continue
-            value = effective.get(name) or unit.settings.get(name) or setting.default
+            value = (effective.get(name) or unit.settings.get(name) or setting.run_default
+                     or setting.default)
             if value is not None:
                 recorded[name] = value
         for name, requested in unit.settings.items():

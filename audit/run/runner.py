@@ -28,7 +28,7 @@ from audit.run.rows import RowMaker
 def worker_environ(combo: dict[str, str]) -> dict[str, str]:
     """The environment of a worker of a process-settings combination."""
     environ = package_environ(dict(os.environ))  # the child imports this very package
-    for name, value in process_environ(combo).items():
+    for name, value in process_environ(combo, run_defaults=True).items():
         if value is None:
             environ.pop(name, None)
         else:

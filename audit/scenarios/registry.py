@@ -12,6 +12,7 @@ import fnmatch
 import importlib
 import importlib.util
 import math
+import os
 import sys
 import threading
 import traceback
@@ -201,6 +202,7 @@ def load_file(path: str | Path) -> None:
     if spec is None or spec.loader is None:
         raise UserError(f"{file}: not a Python file")
     module = importlib.util.module_from_spec(spec)
+    _importable_beside(file)
     sys.modules[module_name] = module
     for name in [name for name, item in _REGISTRY.items() if item.source == module_name]:
         del _REGISTRY[name]  # loaded again: it defines them anew (twice in one run is refused)
@@ -220,8 +222,24 @@ def load_file(path: str | Path) -> None:
         sys.modules.pop(module_name, None)
         raise UserError(
             f"{file}{_line_in(file, error)}: does not import: "
-            f"{type(error).__name__}: {_first_line(error)}"
+            f"{type(error).__name__}: {_first_line(error)}{_missing_module_hint(error)}"
         ) from None
+
+
+def _importable_beside(file: Path) -> None:
+    """Put the file's folder and the working directory on sys.path (as `python -m audit`
+    and `python mine.py` have them), so the user's own package next to it imports."""
+    for folder in (str(file.resolve().parent), os.getcwd()):
+        if folder not in sys.path:
+            sys.path.insert(0, folder)
+
+
+def _missing_module_hint(error: BaseException) -> str:
+    """What to do about a module the file imports that is not found, or ''."""
+    if not isinstance(error, ModuleNotFoundError):
+        return ""
+    return (f" (looked in the scenario file's folder, the working directory and "
+            f"{sys.prefix}: install it there, or add its folder to PYTHONPATH)")
 
 
 def all_scenarios() -> dict[str, Scenario]:

@@ -8,6 +8,7 @@ agreement, what `repro-audit baseline check`, `report` and `diff` make of the sa
 from __future__ import annotations
 
 import json
+import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -128,7 +129,11 @@ def test_a_changed_seeded_value_fails_with_the_distance_message(pytester, sessio
         f"repro-audit: 1 output differs from the baseline in b/{env_id}.json",
         f"baseline env {env_id} → env {env_id}: same environment and settings",
         f"DIFFERS {label} env {env_id}: max abs 2.4e-07, max 1 ULP, 1 of 3 elements",
-        "(reviewed and intended? pytest --repro-save DIR --repro-update rewrites the baseline)",
+        "(reviewed and intended? pytest --repro-save DIR --repro-update rewrites the baseline)"
+        if not sys.flags.hash_randomization else  # this process' seed, in effect in pytester's
+        "(this process ran with a random hash seed: a value that depends on hash() of a str or "
+        "bytes changes from run to run, which may be the cause; fix the seed with "
+        "PYTHONHASHSEED=0 pytest ... and save the baseline under it, rather than --repro-update)",
     ]
     lines = failed.stdout.lines
     start = lines.index(expected[0])
@@ -298,17 +303,32 @@ def test_same_name_twice(repro):
 
 
 def test_not_a_tensor(repro):
-    repro.check({"loss": 0.5})
+    repro.check({"loss": "0.5"})
+
+
+def test_scalars_are_0d_tensors(repro):
+    digests = repro.check({"loss": 0.5, "steps": [3, True]})
+    assert digests["loss"] == repro.check(torch.tensor(0.5), name="same")["same"]
+    assert digests["steps.0"] == repro.check({"n": torch.tensor(3)})["n"]
+    repro.check(0.25, name="bare")
+
+
+def test_a_bare_scalar_needs_a_name(repro):
+    repro.check(0.5)
 ''')
     result = session("--repro-results", "r")
-    result.assert_outcomes(passed=1, failed=2)
+    result.assert_outcomes(passed=2, failed=3)
+    result.stdout.fnmatch_lines([
+        "*repro.check: a float needs a name: repro.check(value, name='loss')*"])
     result.stdout.fnmatch_lines([
         "*repro.check: output 'x' was already checked in this test (give each call its "
         "own name=)*"])
     result.stdout.fnmatch_lines([
-        "*repro.check: scenario 'test_api:test_not_a_tensor': output 'loss' is a float, "
+        "*repro.check: scenario 'test_api:test_not_a_tensor': output 'loss' is a str, "
         "not a tensor*"])
     rows = {(row["scenario"], row["output"]): row for row in rows_of(pytester.path / "r")}
+    assert rows[("test_api:test_scalars_are_0d_tensors", "loss")]["dtype"] == "float32"
+    assert rows[("test_api:test_scalars_are_0d_tensors", "steps.1")]["dtype"] == "bool"
     assert rows[("test_api:test_same_name_twice", None)]["status"] == "error"
     assert rows[("test_api:test_api", "x")]["digest"] == rows[("test_api:test_api",
                                                                "again.x")]["digest"]
@@ -451,3 +471,31 @@ def test_same_name(repro):
                                  "@pytest.mark.repro(name=...) another name"])
     rows = sorted((row["scenario"], row["repeatable"]) for row in rows_of(pytester.path / "r"))
     assert rows == [("mine.step", True), ("mine.step[2]", None), ("mine.step[3]", None)]
+
+
+HASHED = """
+import torch
+
+
+def test_hashed(repro):
+    repro.check({"h": torch.tensor([hash("abc")])})
+"""
+
+
+@pytest.mark.parametrize("seed", ["random", "0"])
+def test_a_random_hash_seed_is_named_as_the_cause(pytester, monkeypatch, seed) -> None:
+    pytester.makepyfile(test_hashed=HASHED)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    monkeypatch.setenv("PYTHONHASHSEED", seed)
+    options = ["-p", "no:cacheprovider", "-p", "no:hypothesispytest", *plugin_options()]
+    pytester.runpytest_subprocess(*options, "--repro-save", "b").assert_outcomes(passed=1)
+    (baseline,) = (pytester.path / "b").iterdir()
+    assert '"python_hash_seed": "' + seed + '"' in baseline.read_text("utf-8")
+    checked = pytester.runpytest_subprocess(*options, "--repro-check", "b")
+    if seed == "0":
+        checked.assert_outcomes(passed=1)
+        return
+    checked.assert_outcomes(failed=1)
+    checked.stdout.fnmatch_lines(["*this process ran with a random hash seed*may be the "
+                                  "cause; fix the seed with PYTHONHASHSEED=0 pytest ...*"])
+    assert "--repro-update rewrites" not in checked.stdout.str()

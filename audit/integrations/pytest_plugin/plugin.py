@@ -126,6 +126,24 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"repro-audit: {error}") from None
 
 
+def _is_scalar(value: Any) -> bool:
+    return isinstance(value, (bool, int, float)) and not hasattr(value, "dtype")
+
+
+def _scalars_as_tensors(value: Any) -> Any:
+    """`value` with each Python int, float and bool inside it a 0-d tensor of torch's
+    default dtype for its kind (float32 unless set_default_dtype says otherwise)."""
+    if _is_scalar(value):
+        import torch
+
+        return torch.tensor(value)
+    if isinstance(value, dict):
+        return {key: _scalars_as_tensors(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scalars_as_tensors(item) for item in value]
+    return value
+
+
 class Repro:
     """The `repro` fixture's object: hand it a test's values with `check`."""
 
@@ -144,14 +162,19 @@ class Repro:
         `outputs` is what a scenario returns: a mapping of names to tensors or numpy
         arrays, nested mappings, lists and `state_dict()`s (flattened to dotted names).
         Call it as often as the test needs; `name` prefixes the outputs of one call
-        (`name.weight`), so two calls may hand over values of the same names.
+        (`name.weight`), so two calls may hand over values of the same names. A Python
+        int, float or bool is the 0-d tensor `torch.tensor` makes of it.
         """
         __tracebackhide__ = True
         from audit.capture.outputs import flatten_outputs
         from audit.run.partial_rows import describe_outputs
 
+        if _is_scalar(outputs) and not name:
+            pytest.fail(f"repro.check: a {type(outputs).__name__} needs a name: "
+                        f"repro.check(value, name='loss')", pytrace=False)
         try:
-            flat = flatten_outputs(self.scenario, {name: outputs} if name else outputs)
+            flat = flatten_outputs(self.scenario,
+                                   _scalars_as_tensors({name: outputs} if name else outputs))
         except UserError as error:
             pytest.fail(f"repro.check: {error}", pytrace=False)
         seen = self.values[self.run]

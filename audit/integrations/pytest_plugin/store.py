@@ -158,9 +158,19 @@ class Store:
         if crossed:
             lines.append(f"(expected to differ along these axes? --repro-allow "
                          f"{','.join(crossed)})")
-        lines.append("(reviewed and intended? pytest --repro-save DIR --repro-update "
-                     "rewrites the baseline)")
+        lines.append(_what_to_do(rows))
         return lines
+
+
+def _what_to_do(rows: list[dict[str, Any]]) -> str:
+    """The last line of a regression: fix the hash seed where this process ran with a
+    random one (updating would bake a random value into the baseline), else update."""
+    if any((row.get("settings") or {}).get("python_hash_seed") == "random" for row in rows):
+        return ("(this process ran with a random hash seed: a value that depends on hash() "
+                "of a str or bytes changes from run to run, which may be the cause; fix the "
+                "seed with PYTHONHASHSEED=0 pytest ... and save the baseline under it, "
+                "rather than --repro-update)")
+    return "(reviewed and intended? pytest --repro-save DIR --repro-update rewrites the baseline)"
 
 
 # --- the end of a session (the controller's, or that of a process of its own) -----------
