@@ -129,16 +129,13 @@ def shard_of(names: list[str], shard: tuple[int, int] | None) -> list[str]:
 
 def run_audit(options: RunOptions) -> str:
     """Run the plan and write the results file; returns a one-line summary."""
-    from audit.run.lock import FolderLock
     from audit.run.pool.pool import Pool
     from audit.run.runner import start_workers
 
     # One pool for every product and the trace pass: workers run side by side where the
     # cores allow, and those kept idle after the audit serve the trace pass. The first
-    # ones start now, importing torch while this process does. The output folder is this
-    # run's alone throughout (audit.run.lock).
-    with FolderLock(options.out), interrupted_by_sigterm(), \
-            Pool(options.jobs, park=options.trace) as pool:
+    # ones start now, importing torch while this process does.
+    with interrupted_by_sigterm(), Pool(options.jobs, park=options.trace) as pool:
         start_workers(pool, [options.settings, *options.also], options.scenario_files,
                       str((options.out / "tensors").resolve()) if options.keep_tensors
                       else None)
@@ -211,7 +208,11 @@ def open_journal(audit: Audit) -> None:
     """Resume from the journal of an interrupted run (`--resume`) or start afresh; rows
     (and traces) are journalled from now on as they come."""
     from audit.run.journal import Journal
+    from audit.run.lock import FolderLock
 
+    # The output folder is this run's alone from here on (audit.run.lock); taken once the
+    # selection is known good, so bad input leaves no folder behind.
+    audit.held.enter_context(FolderLock(audit.options.out))
     audit.journal = Journal(audit.final, traces=audit.options.trace, run=run_identity(audit))
     previous = audit.journal.resume() if audit.options.resume else []
     if not audit.options.resume:
