@@ -112,8 +112,9 @@ def test_validate_fuzz(name: str, value: Any) -> None:
     assert setting.validate(canonical, "origin") == canonical
     if setting.values is None:
         assert canonical.isascii() and canonical.isdigit() and int(canonical) > 0
-    else:
-        assert canonical in setting.values
+    elif canonical not in setting.values:  # a setting that also takes a bounded integer
+        assert setting.max_integer is not None and canonical.isascii() and canonical.isdigit()
+        assert int(canonical) <= setting.max_integer and str(int(canonical)) == canonical
 
 
 # --- combinations and devices -----------------------------------------------------------
